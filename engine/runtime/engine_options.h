@@ -1,0 +1,48 @@
+// EngineOptions: how the daemon configures the engine (model roots, limits, threads).
+// Every limit here is enforced by the engine and reported by GetServerInfo.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace prometheus {
+class Registry;
+}
+
+namespace kiln::engine {
+
+struct EngineLimits {
+  int64_t max_prompt_bytes = 1 << 20;      // checked before tokenizing
+  int64_t max_prompt_tokens = 32768;
+  int32_t default_max_new_tokens = 256;    // when a request leaves max_new_tokens at 0
+  int32_t max_new_tokens = 8192;
+  int64_t max_total_tokens = 65536;        // prompt + max_new_tokens
+  int32_t max_stop_sequences = 16;
+  int64_t max_stop_sequence_bytes = 256;   // each
+  int32_t max_logprobs = 20;
+  int32_t max_waiting_requests = 256;      // per model
+  int32_t max_stream_buffer_events = 4096; // per stream, before the client counts as stalled
+  int64_t max_json_bytes = 64ll << 20;     // any JSON file kiln parses (tokenizer.json is big)
+  int32_t max_json_depth = 64;
+  int64_t max_tensors_per_file = 1 << 20;
+  int64_t max_vocab_size = 1 << 20;
+  int32_t max_adapter_rank = 256;
+  int32_t max_loaded_models = 8;
+};
+
+struct EngineOptions {
+  // Directories under which `model` names resolve (tried in order).
+  std::vector<std::string> model_roots;
+  // The Hugging Face hub cache ("" = $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub).
+  std::string hub_cache;
+  std::vector<std::string> adapter_roots;
+  EngineLimits limits;
+  int num_control_threads = 2;  // loads and other slow I/O
+  int num_compute_threads = 0;  // CPU backend threads; 0 = all cores
+  // Where the engine registers its metrics (optional; the daemon passes its registry).
+  std::shared_ptr<prometheus::Registry> metrics_registry;
+};
+
+}  // namespace kiln::engine
