@@ -1,0 +1,271 @@
+#include "server/stream_reactors.h"
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace kiln::server {
+namespace {
+
+// Engine → reactor link that survives the reactor (see the header's lifetime note).
+template <typename Reactor>
+struct Link {
+  absl::Mutex mu;
+  Reactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+
+  void Notify() {
+    absl::MutexLock lock(&mu);
+    if (reactor != nullptr) reactor->Pump();
+  }
+};
+
+// Shared machinery. `Derived` supplies Convert(events, &pending) and may prepare the first
+// message. Event is the engine's event type, Response the proto message written.
+template <typename Derived, typename Event, typename Response>
+class StreamReactor : public grpc::ServerWriteReactor<Response> {
+ public:
+  StreamReactor(ServiceContext* service, grpc::CallbackServerContext* ctx, const char* method)
+      : service_(service), ctx_(ctx), rpc_(service, method, ctx) {}
+
+  // Drains the engine stream and starts the next write or the finish. Called on gRPC
+  // threads (start, OnWriteDone) and engine threads (ready callback via Link).
+  void Pump() {
+    Response* to_write = nullptr;
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_called_ || write_in_flight_) return;
+      while (pending_.empty() && !final_.has_value()) {
+        typename engine::EventStream<Event>::Batch batch = stream_->Drain();
+        if (batch.empty()) return;  // the ready callback is armed
+        static_cast<Derived*>(this)->Convert(std::move(batch.events), &pending_);
+        if (batch.final_status.has_value()) final_ = ToGrpcStatus(*batch.final_status);
+      }
+      if (!pending_.empty()) {
+        current_ = std::move(pending_.front());
+        pending_.pop_front();
+        write_in_flight_ = true;
+        to_write = &current_;
+      } else {
+        finish = *final_;
+        MarkFinishLocked(*finish);
+      }
+    }
+    if (to_write != nullptr) {
+      this->StartWrite(to_write);
+    } else {
+      this->Finish(*finish);
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok && !finish_called_) {  // the client is gone; OnCancel follows or came already
+        finish = CancelStatus();
+        MarkFinishLocked(*finish);
+      }
+    }
+    if (finish.has_value()) {
+      stream_->Cancel();
+      this->Finish(*finish);
+      return;
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    if (stream_) stream_->Cancel();
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_called_ || write_in_flight_) return;  // OnWriteDone(false) will finish
+      finish = CancelStatus();
+      MarkFinishLocked(*finish);
+    }
+    this->Finish(*finish);
+  }
+
+  void OnDone() override {
+    if (link_) {
+      absl::MutexLock lock(&link_->mu);
+      link_->reactor = nullptr;
+    }
+    rpc_.End(final_code_);
+    delete static_cast<Derived*>(this);
+  }
+
+ protected:
+  // Finishes at once (before any stream exists).
+  void FinishEarly(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      MarkFinishLocked(status);
+    }
+    this->Finish(status);
+  }
+
+  // Wires the engine stream and starts pumping.
+  void Attach(std::shared_ptr<engine::EventStream<Event>> stream) {
+    stream_ = std::move(stream);
+    link_ = std::make_shared<Link<Derived>>();
+    {
+      absl::MutexLock lock(&link_->mu);
+      link_->reactor = static_cast<Derived*>(this);
+    }
+    stream_->SetReadyCallback([link = link_] { link->Notify(); });
+    Pump();
+  }
+
+  ServiceContext* const service_;
+  grpc::CallbackServerContext* const ctx_;
+  RpcScope rpc_;
+
+ private:
+  grpc::Status CancelStatus() const {
+    const auto deadline = ctx_->deadline();
+    if (deadline != std::chrono::system_clock::time_point::max() &&
+        deadline <= std::chrono::system_clock::now()) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
+  }
+
+  void MarkFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    finish_called_ = true;
+    final_code_ = status;
+  }
+
+  std::shared_ptr<engine::EventStream<Event>> stream_;
+  std::shared_ptr<Link<Derived>> link_;
+  absl::Mutex mu_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Response> pending_ ABSL_GUARDED_BY(mu_);
+  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
+  Response current_;              // the message being written; touched only while no write
+  grpc::Status final_code_;       // what OnDone records (set once, before Finish)
+};
+
+std::string NewRequestId() {
+  absl::BitGen gen;
+  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
+}
+
+class GenerateReactor final
+    : public StreamReactor<GenerateReactor, engine::GenerateChunk, v1::GenerateResponse> {
+ public:
+  GenerateReactor(ServiceContext* service, grpc::CallbackServerContext* ctx,
+                  const v1::GenerateRequest* request)
+      : StreamReactor(service, ctx, "Generate") {
+    grpc::Status admitted = rpc_.Admit(RpcClass::kInference);
+    if (!admitted.ok()) {
+      FinishEarly(admitted);
+      return;
+    }
+    absl::StatusOr<engine::GenerateRequest> converted = ToEngineGenerateRequest(*request);
+    if (!converted.ok()) {
+      FinishEarly(ToGrpcStatus(converted.status()));
+      return;
+    }
+    if (converted->request_id.empty()) converted->request_id = NewRequestId();
+    request_id_ = converted->request_id;
+    rpc_.set_request_id(request_id_);
+    const auto deadline = ctx->deadline();
+    if (deadline != std::chrono::system_clock::time_point::max()) {
+      if (deadline <= std::chrono::system_clock::now()) {
+        {
+      FinishEarly(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                        "deadline already expired on arrival"));
+      return;
+    }
+      }
+      converted->deadline = absl::FromChrono(deadline);
+    }
+    absl::StatusOr<std::shared_ptr<engine::GenerateStream>> stream =
+        service_->engine().Generate(*std::move(converted));
+    if (!stream.ok()) {
+      FinishEarly(ToGrpcStatus(stream.status()));
+      return;
+    }
+    Attach(*std::move(stream));
+  }
+
+  // Everything that piled up becomes one response.
+  void Convert(std::vector<engine::GenerateChunk> chunks,
+               std::deque<v1::GenerateResponse>* pending) {
+    if (chunks.empty()) return;
+    v1::GenerateResponse response;
+    if (first_) {
+      response.set_request_id(request_id_);
+      first_ = false;
+    }
+    for (engine::GenerateChunk& chunk : chunks) AppendChunk(std::move(chunk), &response);
+    pending->push_back(std::move(response));
+  }
+
+ private:
+  std::string request_id_;
+  bool first_ = true;  // under the base's mu_ (Convert runs only there)
+};
+
+class LoadModelReactor final
+    : public StreamReactor<LoadModelReactor, engine::LoadEvent, v1::LoadModelEvent> {
+ public:
+  LoadModelReactor(ServiceContext* service, grpc::CallbackServerContext* ctx,
+                   const v1::LoadModelRequest* request)
+      : StreamReactor(service, ctx, "LoadModel") {
+    grpc::Status admitted = rpc_.Admit(RpcClass::kAdmin);
+    if (!admitted.ok()) {
+      FinishEarly(admitted);
+      return;
+    }
+    absl::StatusOr<engine::LoadModelOptions> options = ToEngineLoadOptions(*request);
+    if (!options.ok()) {
+      FinishEarly(ToGrpcStatus(options.status()));
+      return;
+    }
+    Attach(service_->engine().LoadModel(*options));
+  }
+
+  // Stale progress is dropped: only the newest progress event and the ready event matter.
+  void Convert(std::vector<engine::LoadEvent> events, std::deque<v1::LoadModelEvent>* pending) {
+    std::optional<size_t> last_progress;
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (std::holds_alternative<engine::LoadProgressEvent>(events[i])) last_progress = i;
+    }
+    for (size_t i = 0; i < events.size(); ++i) {
+      const bool progress = std::holds_alternative<engine::LoadProgressEvent>(events[i]);
+      if (progress && i != *last_progress) continue;
+      v1::LoadModelEvent event;
+      ToProto(events[i], &event);
+      pending->push_back(std::move(event));
+    }
+  }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerate(ServiceContext* service,
+                                                              grpc::CallbackServerContext* ctx,
+                                                              const v1::GenerateRequest* request) {
+  return new GenerateReactor(service, ctx, request);
+}
+
+grpc::ServerWriteReactor<v1::LoadModelEvent>* StartLoadModel(ServiceContext* service,
+                                                             grpc::CallbackServerContext* ctx,
+                                                             const v1::LoadModelRequest* request) {
+  return new LoadModelReactor(service, ctx, request);
+}
+
+}  // namespace kiln::server
