@@ -1,0 +1,79 @@
+#include "cli/progress.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "cli/output.h"
+
+namespace kiln::cli {
+
+std::string StageName(kiln::v1::LoadProgress::Stage stage) {
+  switch (stage) {
+    case kiln::v1::LoadProgress::STAGE_UNSPECIFIED: return "working";
+    case kiln::v1::LoadProgress::STAGE_RESOLVING: return "resolving";
+    case kiln::v1::LoadProgress::STAGE_READING_CONFIG: return "reading config";
+    case kiln::v1::LoadProgress::STAGE_PLANNING: return "planning";
+    case kiln::v1::LoadProgress::STAGE_LOADING_WEIGHTS: return "loading weights";
+    case kiln::v1::LoadProgress::STAGE_WARMING_UP: return "warming up";
+    // Proto enums are open: a newer server may send a stage this client does not know.
+    case kiln::v1::LoadProgress_Stage_LoadProgress_Stage_INT_MIN_SENTINEL_DO_NOT_USE_:
+    case kiln::v1::LoadProgress_Stage_LoadProgress_Stage_INT_MAX_SENTINEL_DO_NOT_USE_:
+      break;
+  }
+  return "stage " + std::to_string(static_cast<int>(stage));
+}
+
+std::string FormatProgressLine(const kiln::v1::LoadProgress& p, int width) {
+  width = std::max(width, 20);
+  std::string line = StageName(p.stage());
+  std::string tail;
+  const bool have_bytes = p.bytes_total() > 0;
+  if (have_bytes) {
+    const int64_t done = std::clamp<int64_t>(p.bytes_done(), 0, p.bytes_total());
+    const int percent = static_cast<int>(done * 100 / p.bytes_total());
+    char pct[8];
+    std::snprintf(pct, sizeof(pct), "%3d%%", percent);
+    tail += std::string(" ") + pct + " " + FormatBytes(done) + "/" + FormatBytes(p.bytes_total());
+  }
+  if (p.tensors_total() > 0) {
+    tail += " " + std::to_string(p.tensors_done()) + "/" + std::to_string(p.tensors_total()) +
+            " tensors";
+  }
+  if (!p.message().empty()) tail += " " + p.message();
+  if (have_bytes) {
+    // The bar takes whatever room the text leaves, within sensible bounds.
+    const int room = width - static_cast<int>(line.size() + tail.size()) - 3;
+    const int bar = std::clamp(room, 0, 40);
+    if (bar >= 5) {
+      const int64_t done = std::clamp<int64_t>(p.bytes_done(), 0, p.bytes_total());
+      const int filled = static_cast<int>(done * bar / p.bytes_total());
+      line += " [" + std::string(filled, '#') + std::string(bar - filled, '.') + "]";
+    }
+  }
+  line += tail;
+  if (static_cast<int>(line.size()) > width) line.resize(width);
+  return line;
+}
+
+ProgressRenderer::ProgressRenderer(std::ostream* out, bool is_tty, int width)
+    : out_(out), is_tty_(is_tty), width_(width) {}
+
+void ProgressRenderer::Update(const kiln::v1::LoadProgress& progress) {
+  if (is_tty_) {
+    // Leave the last column free so the terminal never wraps the line.
+    *out_ << "\r" << FormatProgressLine(progress, width_ - 1) << "\x1b[K" << std::flush;
+    drawn_ = true;
+    return;
+  }
+  if (have_stage_ && progress.stage() == last_stage_) return;
+  have_stage_ = true;
+  last_stage_ = progress.stage();
+  *out_ << FormatProgressLine(progress, 1000) << "\n" << std::flush;
+}
+
+void ProgressRenderer::Finish() {
+  if (is_tty_ && drawn_) *out_ << "\n" << std::flush;
+  drawn_ = false;
+}
+
+}  // namespace kiln::cli
