@@ -1,0 +1,29 @@
+// CreateBackend: the one place that knows which backends were compiled in. Engine code asks
+// for a BackendKind and never tests KILN_WITH_CUDA itself.
+//
+//   KILN_ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
+//                         kernels::CreateBackend({.kind = kernels::BackendKind::kCpu}));
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+
+namespace kiln::kernels {
+
+struct BackendOptions {
+  BackendKind kind = BackendKind::kCpu;
+  int num_threads = 0;   // CPU: worker and OpenBLAS threads; 0 = all cores
+  int device_index = 0;  // CUDA: which device
+};
+
+// True when this binary was built with the CUDA backend (nvcc found at configure time).
+bool CudaBuilt();
+
+// CPU: always available. CUDA: UNIMPLEMENTED when not built, or (for now) because the CUDA
+// backend's ops are not written yet (kernels/cuda has device query and a cuBLASLt self-test);
+// NOT_FOUND when device_index does not name a visible device.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);
+
+}  // namespace kiln::kernels

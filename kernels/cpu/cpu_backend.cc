@@ -1,0 +1,374 @@
+// CpuBackend: memory, conversions, embedding, norms, RoPE and elementwise ops. Matmul lives in
+// cpu_gemm.cc, KV write and attention in cpu_attention.cc.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "kernels/cpu/cpu_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace kiln::kernels::cpu {
+namespace {
+
+constexpr size_t kAlignment = 64;
+constexpr int64_t kRowsPerChunk = 8;         // norm/embedding rows per parallel chunk (min)
+constexpr int64_t kElemsPerChunk = 1 << 14;  // elementwise ops: elements per chunk (min)
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c"))) void HalfRowF16c(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  }
+  for (; i < n; ++i) d[i] = HalfToFloat(s[i]);
+}
+bool HasF16c() {
+  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+  return has;
+}
+#endif
+
+}  // namespace
+
+void ToFloat(const void* src, DType dtype, float* dst, int64_t n) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
+    case DType::kF16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+#if defined(__x86_64__)
+      if (HasF16c()) {
+        HalfRowF16c(s, dst, n);
+        return;
+      }
+#endif
+      for (int64_t i = 0; i < n; ++i) dst[i] = HalfToFloat(s[i]);
+      return;
+    }
+    case DType::kBF16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t bits = static_cast<uint32_t>(s[i]) << 16;
+        std::memcpy(dst + i, &bits, 4);
+      }
+      return;
+    }
+    case DType::kF64: case DType::kI8: case DType::kU8: case DType::kI16: case DType::kI32:
+    case DType::kI64: case DType::kBool:
+      break;
+  }
+  std::fprintf(stderr, "kiln cpu ToFloat: unsupported dtype\n");  // callers check dtypes
+  std::abort();
+}
+
+void FromFloat(const float* src, DType dtype, void* dst, int64_t n) {
+  if (dtype == DType::kF32) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+    return;
+  }
+  auto* d = static_cast<uint16_t*>(dst);
+  if (dtype == DType::kF16) {
+    for (int64_t i = 0; i < n; ++i) d[i] = FloatToHalf(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) d[i] = FloatToBFloat16(src[i]);
+  }
+}
+
+float LoadFloat(const void* data, DType dtype, int64_t i) {
+  if (dtype == DType::kF32) return static_cast<const float*>(data)[i];
+  const uint16_t v = static_cast<const uint16_t*>(data)[i];
+  return dtype == DType::kF16 ? HalfToFloat(v) : BFloat16ToFloat(v);
+}
+
+static absl::Status CheckView(const char* op, const char* arg, const TensorView& v,
+                              int rank, bool f32_only) {
+  if (v.rank() != rank) return ShapeError(op, arg, v, absl::StrCat("rank ", rank));
+  if (v.device().kind != DeviceKind::kCpu) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", arg, " is on ",
+                                                   DeviceName(v.device()), ", expected cpu"));
+  }
+  if (f32_only ? v.dtype() != DType::kF32 : !IsFloat3(v.dtype())) {
+    return ShapeError(op, arg, v, f32_only ? "F32" : "F32, F16 or BF16");
+  }
+  if (v.numel() > 0 && v.data() == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", arg, " has no data"));
+  }
+  return absl::OkStatus();
+}
+absl::Status CheckF32(const char* op, const char* arg, const TensorView& v, int rank) {
+  return CheckView(op, arg, v, rank, true);
+}
+absl::Status CheckFloat(const char* op, const char* arg, const TensorView& v,
+                        int rank) {
+  return CheckView(op, arg, v, rank, false);
+}
+
+CpuBackend::CpuBackend(int num_threads) : runner_(num_threads) {
+  openblas_set_num_threads(num_threads);
+}
+
+std::string CpuBackend::Describe() const {
+  return absl::StrCat("cpu (", runner_.num_threads(), " threads, OpenBLAS ",
+                      openblas_get_num_threads(), " threads)");
+}
+
+absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
+  const size_t rounded = std::max<size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  if (p == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
+  }
+  return DeviceBuffer(p, bytes, Device{}, this);
+}
+
+void CpuBackend::Free(void* data, size_t /*bytes*/) { std::free(data); }
+
+absl::Status CpuBackend::CopyFromHost(const void* src, TensorView dst) {
+  if (dst.device().kind != DeviceKind::kCpu) return absl::InvalidArgumentError("CopyFromHost: dst not on cpu");
+  if (dst.bytes() > 0) std::memcpy(dst.data(), src, dst.bytes());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CopyToHost(TensorView src, void* dst) {
+  if (src.device().kind != DeviceKind::kCpu) return absl::InvalidArgumentError("CopyToHost: src not on cpu");
+  if (src.bytes() > 0) std::memcpy(dst, src.data(), src.bytes());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Convert(TensorView src, TensorView dst) {
+  if (src.numel() != dst.numel()) return ShapeError("Convert", "dst", dst, src.ShapeString());
+  if (src.dtype() == dst.dtype()) {
+    if (src.bytes() > 0) std::memcpy(dst.data(), src.data(), src.bytes());
+    return absl::OkStatus();
+  }
+  if (!IsFloat3(src.dtype()) || !IsFloat3(dst.dtype())) {
+    return absl::UnimplementedError(absl::StrCat("Convert: ", std::string(DTypeName(src.dtype())), " to ",
+                                                 std::string(DTypeName(dst.dtype())), " is not supported"));
+  }
+  constexpr int64_t kChunk = 4096;
+  runner_.For((src.numel() + kChunk - 1) / kChunk, 4, [&](int64_t b, int64_t e, int) {
+    float tmp[kChunk];
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t off = c * kChunk;
+      const int64_t n = std::min(kChunk, src.numel() - off);
+      ToFloat(static_cast<const char*>(src.data()) + off * DTypeSize(src.dtype()), src.dtype(), tmp, n);
+      FromFloat(tmp, dst.dtype(), static_cast<char*>(dst.data()) + off * DTypeSize(dst.dtype()), n);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Embedding(TensorView table, std::span<const int32_t> ids, TensorView out) {
+  if (auto s = CheckFloat("Embedding", "table", table, 2); !s.ok()) return s;
+  if (auto s = CheckF32("Embedding", "out", out, 2); !s.ok()) return s;
+  const int64_t rows = table.dim(0), dim = table.dim(1);
+  if (out.dim(0) != static_cast<int64_t>(ids.size()) || out.dim(1) != dim) {
+    return ShapeError("Embedding", "out", out, absl::StrCat("[", ids.size(), ", ", dim, "]"));
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= rows) {
+      return absl::InvalidArgumentError(absl::StrCat("Embedding: token id ", ids[i], " at index ", i,
+                                                     " is outside [0, ", rows, ")"));
+    }
+  }
+  const size_t row_bytes = static_cast<size_t>(dim) * DTypeSize(table.dtype());
+  runner_.For(static_cast<int64_t>(ids.size()), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      ToFloat(static_cast<const char*>(table.data()) + static_cast<size_t>(ids[static_cast<size_t>(i)]) * row_bytes,
+              table.dtype(), out.as<float>() + i * dim, dim);
+    }
+  });
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status CheckNorm(const char* op, const TensorView& x, const TensorView& weight,
+                       const TensorView& out) {
+  if (auto s = CheckF32(op, "x", x, 2); !s.ok()) return s;
+  if (auto s = CheckF32(op, "out", out, 2); !s.ok()) return s;
+  if (auto s = CheckFloat(op, "weight", weight, 1); !s.ok()) return s;
+  if (!SameShape(x, out)) return ShapeError(op, "out", out, x.ShapeString());
+  if (weight.dim(0) != x.dim(1)) return ShapeError(op, "weight", weight, absl::StrCat("[", x.dim(1), "]"));
+  return absl::OkStatus();
+}
+
+void RmsRow(const float* x, const TensorView& weight, float eps, float* out, int64_t d) {
+  double sum = 0;
+  for (int64_t j = 0; j < d; ++j) sum += static_cast<double>(x[j]) * x[j];
+  const float var = static_cast<float>(sum / static_cast<double>(d));
+  const float inv = 1.0f / std::sqrt(var + eps);
+  for (int64_t j = 0; j < d; ++j) out[j] = LoadFloat(weight.data(), weight.dtype(), j) * (x[j] * inv);
+}
+
+}  // namespace
+
+absl::Status CpuBackend::RmsNorm(TensorView x, TensorView weight, float eps, TensorView out) {
+  if (auto s = CheckNorm("RmsNorm", x, weight, out); !s.ok()) return s;
+  const int64_t d = x.dim(1);
+  runner_.For(x.dim(0), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) RmsRow(x.as<float>() + i * d, weight, eps, out.as<float>() + i * d, d);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::AddRmsNorm(TensorView residual, TensorView x, TensorView weight, float eps,
+                                    TensorView out) {
+  if (auto s = CheckNorm("AddRmsNorm", x, weight, out); !s.ok()) return s;
+  if (auto s = CheckF32("AddRmsNorm", "residual", residual, 2); !s.ok()) return s;
+  if (!SameShape(residual, x)) return ShapeError("AddRmsNorm", "residual", residual, x.ShapeString());
+  const int64_t d = x.dim(1);
+  runner_.For(x.dim(0), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      float* r = residual.as<float>() + i * d;
+      const float* xi = x.as<float>() + i * d;
+      for (int64_t j = 0; j < d; ++j) r[j] += xi[j];
+      RmsRow(r, weight, eps, out.as<float>() + i * d, d);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::LayerNorm(TensorView x, TensorView weight, TensorView bias, float eps,
+                                   TensorView out) {
+  if (auto s = CheckNorm("LayerNorm", x, weight, out); !s.ok()) return s;
+  if (!bias.empty()) {
+    if (auto s = CheckFloat("LayerNorm", "bias", bias, 1); !s.ok()) return s;
+    if (bias.dim(0) != x.dim(1)) return ShapeError("LayerNorm", "bias", bias, absl::StrCat("[", x.dim(1), "]"));
+  }
+  const int64_t d = x.dim(1);
+  runner_.For(x.dim(0), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      const float* xi = x.as<float>() + i * d;
+      double sum = 0;
+      for (int64_t j = 0; j < d; ++j) sum += xi[j];
+      const float mean = static_cast<float>(sum / static_cast<double>(d));
+      double sq = 0;
+      for (int64_t j = 0; j < d; ++j) sq += static_cast<double>(xi[j] - mean) * (xi[j] - mean);
+      const float inv = 1.0f / std::sqrt(static_cast<float>(sq / static_cast<double>(d)) + eps);
+      float* o = out.as<float>() + i * d;
+      for (int64_t j = 0; j < d; ++j) {
+        float v = (xi[j] - mean) * inv * LoadFloat(weight.data(), weight.dtype(), j);
+        if (!bias.empty()) v += LoadFloat(bias.data(), bias.dtype(), j);
+        o[j] = v;
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Rope(TensorView x, std::span<const int32_t> positions,
+                              std::span<const float> inv_freq, float attention_scaling) {
+  if (auto s = CheckF32("Rope", "x", x, 3); !s.ok()) return s;
+  const int64_t t = x.dim(0), heads = x.dim(1), hd = x.dim(2);
+  const int64_t half = static_cast<int64_t>(inv_freq.size());
+  if (static_cast<int64_t>(positions.size()) != t) {
+    return absl::InvalidArgumentError(absl::StrCat("Rope: ", positions.size(), " positions for ", t, " tokens"));
+  }
+  if (half == 0 || 2 * half > hd) {
+    return absl::InvalidArgumentError(absl::StrCat("Rope: inv_freq has ", half, " entries; head_dim is ", hd));
+  }
+  runner_.For(t, 4, [&](int64_t b, int64_t e, int) {
+    std::vector<float> cs(static_cast<size_t>(2 * half));
+    for (int64_t i = b; i < e; ++i) {
+      const float pos = static_cast<float>(positions[static_cast<size_t>(i)]);
+      for (int64_t j = 0; j < half; ++j) {
+        const float f = pos * inv_freq[static_cast<size_t>(j)];
+        cs[static_cast<size_t>(j)] = std::cos(f) * attention_scaling;
+        cs[static_cast<size_t>(half + j)] = std::sin(f) * attention_scaling;
+      }
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = x.as<float>() + (i * heads + h) * hd;
+        for (int64_t j = 0; j < half; ++j) {
+          const float a = v[j], c = v[j + half];
+          const float cv = cs[static_cast<size_t>(j)], sv = cs[static_cast<size_t>(half + j)];
+          v[j] = a * cv - c * sv;
+          v[j + half] = c * cv + a * sv;
+        }
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+namespace {
+template <typename Fn>
+absl::Status Elementwise2(ParallelRunner& runner, const char* op, TensorView a, TensorView b,
+                          TensorView out, Fn fn) {
+  if (auto s = CheckF32(op, "a", a, a.rank()); !s.ok()) return s;
+  if (auto s = CheckF32(op, "b", b, a.rank()); !s.ok()) return s;
+  if (auto s = CheckF32(op, "out", out, a.rank()); !s.ok()) return s;
+  if (!SameShape(a, b)) return ShapeError(op, "b", b, a.ShapeString());
+  if (!SameShape(a, out)) return ShapeError(op, "out", out, a.ShapeString());
+  const float* pa = a.as<float>();
+  const float* pb = b.as<float>();
+  float* po = out.as<float>();
+  runner.For(a.numel(), kElemsPerChunk, [&](int64_t s, int64_t e, int) {
+    for (int64_t i = s; i < e; ++i) po[i] = fn(pa[i], pb[i]);
+  });
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status CpuBackend::Add(TensorView a, TensorView b, TensorView out) {
+  return Elementwise2(runner_, "Add", a, b, out, [](float x, float y) { return x + y; });
+}
+
+absl::Status CpuBackend::SiluMul(TensorView gate, TensorView up, TensorView out) {
+  return Elementwise2(runner_, "SiluMul", gate, up, out,
+                      [](float g, float u) { return g / (1.0f + std::exp(-g)) * u; });
+}
+
+absl::Status CpuBackend::Gelu(TensorView x, GeluKind kind, TensorView out) {
+  switch (kind) {
+    case GeluKind::kErf:
+      return Elementwise2(runner_, "Gelu", x, x, out, [](float v, float) {
+        return 0.5f * v * (1.0f + std::erf(v * static_cast<float>(M_SQRT1_2)));
+      });
+    case GeluKind::kTanh:
+      return Elementwise2(runner_, "Gelu", x, x, out, [](float v, float) {
+        const float k = static_cast<float>(std::sqrt(2.0 / M_PI));
+        return 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * (v * v * v))));
+      });
+  }
+  return absl::InvalidArgumentError("Gelu: unknown kind");
+}
+
+absl::Status CpuBackend::GatherRows(TensorView src, std::span<const int32_t> rows, TensorView out) {
+  if (auto s = CheckF32("GatherRows", "src", src, 2); !s.ok()) return s;
+  if (auto s = CheckF32("GatherRows", "out", out, 2); !s.ok()) return s;
+  const int64_t d = src.dim(1);
+  if (out.dim(0) != static_cast<int64_t>(rows.size()) || out.dim(1) != d) {
+    return ShapeError("GatherRows", "out", out, absl::StrCat("[", rows.size(), ", ", d, "]"));
+  }
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= src.dim(0)) {
+      return absl::InvalidArgumentError(absl::StrCat("GatherRows: row ", rows[i], " outside [0, ", src.dim(0), ")"));
+    }
+  }
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memcpy(out.as<float>() + static_cast<int64_t>(i) * d, src.as<float>() + rows[i] * d,
+                static_cast<size_t>(d) * 4);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options) {
+  if (options.num_threads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cpu backend: num_threads ", options.num_threads, " < 0"));
+  }
+  int n = options.num_threads;
+  if (n == 0) n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return std::unique_ptr<Backend>(new CpuBackend(n));
+}
+
+}  // namespace kiln::kernels::cpu

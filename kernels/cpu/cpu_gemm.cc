@@ -1,0 +1,165 @@
+// CpuBackend::Matmul: out[m, n] = x[m, k] · w[n, k]^T (+ bias), fp32 accumulation.
+// F32 weights: OpenBLAS. F16/BF16 weights: a fused convert-and-dot kernel for m <= kSmallM
+// (decode: reads the 2-byte weights once, no conversion pass), otherwise W tiles converted to
+// fp32 into the workspace and multiplied with sgemm (prefill: compute-bound, sgemm wins).
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/cpu_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace kiln::kernels::cpu {
+namespace {
+
+constexpr int64_t kTileBytes = 1 << 20;  // fp32 bytes of one converted W tile
+
+int64_t TileRows(int64_t n, int64_t k) {
+  const int64_t rows = std::max<int64_t>(16, kTileBytes / std::max<int64_t>(1, 4 * k)) / 16 * 16;
+  return std::min(n, rows);
+}
+
+// Scalar reference path for m <= kSmallM (any CPU).
+void SmallMScalar(const float* x, int64_t m, int64_t k, const void* w, DType wt, int64_t j0,
+                  int64_t j1, float* out, int64_t n) {
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t j = j0; j < j1; ++j) {
+    ToFloat(static_cast<const char*>(w) + j * k * static_cast<int64_t>(DTypeSize(wt)), wt, row.data(), k);
+    for (int64_t r = 0; r < m; ++r) {
+      float acc = 0;
+      for (int64_t i = 0; i < k; ++i) acc += x[r * k + i] * row[static_cast<size_t>(i)];
+      out[r * n + j] = acc;
+    }
+  }
+}
+
+#if defined(__x86_64__)
+bool HasAvx2Fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+
+template <bool kBf16>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 Load8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (kBf16) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_cvtph_ps(h);
+  }
+}
+
+__attribute__((target("avx2,fma"))) inline float HSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+template <bool kBf16>
+__attribute__((target("avx2,fma,f16c"))) void SmallMAvx2(const float* x, int64_t m, int64_t k,
+                                                          const uint16_t* w, int64_t j0, int64_t j1,
+                                                          float* out, int64_t n) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const uint16_t* wr = w + j * k;
+    __m256 acc[kSmallM][2];
+    for (int64_t r = 0; r < m; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+      const __m256 w0 = Load8<kBf16>(wr + i), w1 = Load8<kBf16>(wr + i + 8);
+      for (int64_t r = 0; r < m; ++r) {
+        acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * k + i), w0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * k + i + 8), w1, acc[r][1]);
+      }
+    }
+    for (int64_t r = 0; r < m; ++r) {
+      float s = HSum(_mm256_add_ps(acc[r][0], acc[r][1]));
+      for (int64_t t = i; t < k; ++t) {
+        s += x[r * k + t] * (kBf16 ? BFloat16ToFloat(wr[t]) : HalfToFloat(wr[t]));
+      }
+      out[r * n + j] = s;
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+size_t CpuBackend::MatmulWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType w) const {
+  if (w == DType::kF32 || m <= kSmallM) return 0;
+  return static_cast<size_t>(TileRows(n, k) * k) * 4;
+}
+
+absl::Status CpuBackend::Matmul(TensorView x, TensorView w, TensorView bias, TensorView out,
+                                TensorView workspace) {
+  if (auto s = CheckF32("Matmul", "x", x, 2); !s.ok()) return s;
+  if (auto s = CheckFloat("Matmul", "w", w, 2); !s.ok()) return s;
+  if (auto s = CheckF32("Matmul", "out", out, 2); !s.ok()) return s;
+  const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  if (w.dim(1) != k) return ShapeError("Matmul", "w", w, absl::StrCat("[", n, ", ", k, "]"));
+  if (out.dim(0) != m || out.dim(1) != n) {
+    return ShapeError("Matmul", "out", out, absl::StrCat("[", m, ", ", n, "]"));
+  }
+  if (!bias.empty()) {
+    if (auto s = CheckFloat("Matmul", "bias", bias, 1); !s.ok()) return s;
+    if (bias.dim(0) != n) return ShapeError("Matmul", "bias", bias, absl::StrCat("[", n, "]"));
+  }
+  const size_t need = MatmulWorkspaceBytes(m, n, k, w.dtype());
+  if (workspace.bytes() < need) {
+    return absl::InvalidArgumentError(absl::StrCat("Matmul: workspace has ", workspace.bytes(),
+                                                   " bytes, needs ", need));
+  }
+  if (m == 0 || n == 0) return absl::OkStatus();
+  const float* px = x.as<float>();
+  float* po = out.as<float>();
+  const int ik = static_cast<int>(k), in = static_cast<int>(n);
+
+  if (w.dtype() == DType::kF32) {
+    if (m == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, in, ik, 1.0f, w.as<float>(), ik, px, 1, 0.0f, po, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), in, ik, 1.0f, px, ik,
+                  w.as<float>(), ik, 0.0f, po, in);
+    }
+  } else if (m <= kSmallM) {
+    runner_.For(n, 16, [&](int64_t j0, int64_t j1, int) {
+#if defined(__x86_64__)
+      if (HasAvx2Fma()) {
+        if (w.dtype() == DType::kBF16) {
+          SmallMAvx2<true>(px, m, k, w.as<uint16_t>(), j0, j1, po, n);
+        } else {
+          SmallMAvx2<false>(px, m, k, w.as<uint16_t>(), j0, j1, po, n);
+        }
+        return;
+      }
+#endif
+      SmallMScalar(px, m, k, w.data(), w.dtype(), j0, j1, po, n);
+    });
+  } else {
+    const int64_t tile = TileRows(n, k);
+    float* ws = workspace.as<float>();
+    const size_t wsize = DTypeSize(w.dtype());
+    for (int64_t j0 = 0; j0 < n; j0 += tile) {
+      const int64_t nt = std::min(tile, n - j0);
+      runner_.For(nt, 4, [&](int64_t b, int64_t e, int) {
+        ToFloat(static_cast<const char*>(w.data()) + static_cast<size_t>((j0 + b) * k) * wsize,
+                w.dtype(), ws + b * k, (e - b) * k);
+      });
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nt),
+                  ik, 1.0f, px, ik, ws, ik, 0.0f, po + j0, in);
+    }
+  }
+  if (!bias.empty()) {
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t j = 0; j < n; ++j) po[r * n + j] += LoadFloat(bias.data(), bias.dtype(), j);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kiln::kernels::cpu

@@ -1,0 +1,83 @@
+// Internal to kernels/cpu: the CpuBackend class, split over cpu_backend.cc (memory, norms,
+// elementwise), cpu_gemm.cc (Matmul) and cpu_attention.cc (KvWrite, PagedAttention).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/parallel.h"
+
+namespace kiln::kernels::cpu {
+
+// Rows with at most this many tokens use the fused convert-and-dot GEMM kernel.
+inline constexpr int64_t kSmallM = 4;
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int num_threads);
+
+  BackendKind kind() const override { return BackendKind::kCpu; }
+  Device device() const override { return Device{}; }
+  std::string Describe() const override;
+
+  void Free(void* data, size_t bytes) override;
+  absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
+  absl::Status CopyFromHost(const void* src, TensorView dst) override;
+  absl::Status CopyToHost(TensorView src, void* dst) override;
+  absl::Status Convert(TensorView src, TensorView dst) override;
+
+  absl::Status Embedding(TensorView table, std::span<const int32_t> ids,
+                         TensorView out) override;
+  absl::Status Matmul(TensorView x, TensorView w, TensorView bias, TensorView out,
+                      TensorView workspace) override;
+  size_t MatmulWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType w) const override;
+  absl::Status RmsNorm(TensorView x, TensorView weight, float eps, TensorView out) override;
+  absl::Status AddRmsNorm(TensorView residual, TensorView x, TensorView weight, float eps,
+                          TensorView out) override;
+  absl::Status LayerNorm(TensorView x, TensorView weight, TensorView bias, float eps,
+                         TensorView out) override;
+  absl::Status Rope(TensorView x, std::span<const int32_t> positions,
+                    std::span<const float> inv_freq, float attention_scaling) override;
+  absl::Status Add(TensorView a, TensorView b, TensorView out) override;
+  absl::Status SiluMul(TensorView gate, TensorView up, TensorView out) override;
+  absl::Status Gelu(TensorView x, GeluKind kind, TensorView out) override;
+  absl::Status GatherRows(TensorView src, std::span<const int32_t> rows,
+                          TensorView out) override;
+  absl::Status KvWrite(TensorView k, TensorView v, std::span<const int32_t> slots,
+                       const PagedKvLayer& cache) override;
+  absl::Status PagedAttention(TensorView q, const PagedKvLayer& cache,
+                              const AttentionParams& params, TensorView out,
+                              TensorView workspace) override;
+  size_t AttentionWorkspaceBytes(int64_t max_kv_len) const override;
+
+  ParallelRunner& runner() { return runner_; }
+
+ private:
+  ParallelRunner runner_;
+};
+
+// ---- helpers shared by the .cc files ----------------------------------------------------
+inline bool IsFloat3(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+
+// Converts n elements of src (F32/F16/BF16) to fp32.
+void ToFloat(const void* src, DType dtype, float* dst, int64_t n);
+// Converts n fp32 values to dst's dtype (F32/F16/BF16; round-to-nearest-even).
+void FromFloat(const float* src, DType dtype, void* dst, int64_t n);
+// Element i of a F32/F16/BF16 array as float.
+float LoadFloat(const void* data, DType dtype, int64_t i);
+
+inline absl::Status ShapeError(const char* op, const char* arg, const TensorView& v,
+                               const std::string& want) {
+  return absl::InvalidArgumentError(absl::StrCat(op, ": ", arg, " is ", v.ShapeString(),
+                                                 ", expected ", want));
+}
+// INVALID_ARGUMENT unless v is rank `rank`, on the CPU, non-null (when numel > 0) and F32.
+absl::Status CheckF32(const char* op, const char* arg, const TensorView& v, int rank);
+// Same for a F32/F16/BF16 tensor.
+absl::Status CheckFloat(const char* op, const char* arg, const TensorView& v, int rank);
+
+}  // namespace kiln::kernels::cpu
