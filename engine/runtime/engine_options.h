@@ -39,6 +39,8 @@ struct EngineOptions {
   std::string hub_cache;
   std::vector<std::string> adapter_roots;
   EngineLimits limits;
+  // How long UnloadModel(drain=true) lets in-flight requests finish before aborting them.
+  double drain_timeout_s = 30;
   int num_control_threads = 2;  // loads and other slow I/O
   int num_compute_threads = 0;  // CPU backend threads; 0 = all cores
   // Where the engine registers its metrics (optional; the daemon passes its registry).
