@@ -33,6 +33,15 @@ TensorView::TensorView(void* data, DType dtype, std::initializer_list<int64_t> s
   }
 }
 
+TensorView::TensorView(void* data, DType dtype, std::span<const int64_t> shape, Device device)
+    : data_(data), dtype_(dtype), device_(device), rank_(static_cast<int>(shape.size())) {
+  if (shape.size() > kMaxRank) ViewBug("rank above kMaxRank");
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0) ViewBug("negative dim");
+    shape_[i] = shape[i];
+  }
+}
+
 int64_t TensorView::numel() const {
   int64_t n = 1;
   for (int i = 0; i < rank_; ++i) n *= shape_[static_cast<size_t>(i)];

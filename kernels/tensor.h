@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 
 #include "kernels/dtype.h"
@@ -38,6 +39,8 @@ class TensorView {
   TensorView(const void* data, DType dtype, std::initializer_list<int64_t> shape,
              Device device = {})
       : TensorView(const_cast<void*>(data), dtype, shape, device) {}
+  // Shape from a runtime list (rank <= kMaxRank, checked).
+  TensorView(void* data, DType dtype, std::span<const int64_t> shape, Device device = {});
 
   bool empty() const { return data_ == nullptr; }
   void* data() const { return data_; }

@@ -1,0 +1,162 @@
+// Llama family: LlamaForCausalLM, and via config flags MistralForCausalLM (sliding window) and
+// Qwen2ForCausalLM (q/k/v biases, per-layer sliding window). Pre-norm decoder: RMSNorm,
+// GQA self-attention with RoPE, SwiGLU MLP; lm_head optionally tied to the embeddings.
+// Weight names as transformers saves them: model.embed_tokens.weight,
+// model.layers.N.{input_layernorm,self_attn.{q,k,v,o}_proj,post_attention_layernorm,
+// mlp.{gate,up,down}_proj}.*, model.norm.weight, lm_head.weight.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
+#include "engine/model/arch/arch.h"
+#include "engine/model/layers.h"
+#include "engine/model/weights.h"
+
+namespace kiln::engine::arch {
+namespace {
+
+struct LlamaLayer {
+  kernels::TensorView input_norm, post_norm;  // [hidden]
+  AttentionLayer attn;
+  GatedMlpLayer mlp;
+};
+
+class LlamaModel final : public CausalLm {
+ public:
+  LlamaModel(const ModelConfig& config, kernels::DType dtype, kernels::Backend& backend, RotaryEmbedding rope)
+      : config_(config), dtype_(dtype), backend_(backend), rope_(std::move(rope)) {
+    dims_ = {config.hidden_size, config.num_attention_heads, config.num_key_value_heads,
+             config.head_dim,    config.intermediate_size,   config.vocab_size};
+  }
+
+  absl::Status Load(const Checkpoint& checkpoint, const LoadOptions& options);
+
+  const ModelConfig& config() const override { return config_; }
+  kernels::DType dtype() const override { return dtype_; }
+  size_t weight_bytes() const override { return weight_bytes_; }
+  absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) override {
+    return KvCache::Create(backend_, config_.num_hidden_layers, dims_.kv_heads, dims_.head_dim, options);
+  }
+  absl::Status Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) override;
+
+ private:
+  size_t Workspace(int64_t tokens, int64_t rows, int64_t max_kv) const;
+
+  ModelConfig config_;
+  ModelDims dims_;
+  kernels::DType dtype_;
+  kernels::Backend& backend_;
+  RotaryEmbedding rope_;
+  std::vector<kernels::DeviceBuffer> buffers_;
+  size_t weight_bytes_ = 0;
+  kernels::TensorView embed_, final_norm_, lm_head_;
+  std::vector<LlamaLayer> layers_;
+  Activations act_;
+};
+
+absl::StatusOr<LinearWeights> LoadLinear(WeightLoader& w, const std::string& prefix, int64_t out, int64_t in,
+                                         bool bias) {
+  LinearWeights lin;
+  KILN_ASSIGN_OR_RETURN(lin.w, w.Load(prefix + ".weight", {out, in}));
+  if (bias) {
+    KILN_ASSIGN_OR_RETURN(lin.b, w.Load(prefix + ".bias", {out}));
+  }
+  return lin;
+}
+
+absl::Status LlamaModel::Load(const Checkpoint& checkpoint, const LoadOptions& options) {
+  const ModelConfig& c = config_;
+  if (c.hidden_act != "silu") {
+    return absl::UnimplementedError(absl::StrCat("hidden_act \"", c.hidden_act, "\" is not supported for ",
+                                                 std::string(ArchitectureName(c.architecture)), "; supported: silu"));
+  }
+  WeightLoader w(checkpoint, backend_, options);
+  const int64_t h = dims_.hidden, qd = dims_.heads * dims_.head_dim, kd = dims_.kv_heads * dims_.head_dim;
+  KILN_ASSIGN_OR_RETURN(embed_, w.Load("model.embed_tokens.weight", {dims_.vocab, h}));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    LlamaLayer layer;
+    KILN_ASSIGN_OR_RETURN(layer.input_norm, w.Load(p + "input_layernorm.weight", {h}));
+    KILN_ASSIGN_OR_RETURN(layer.attn.q, LoadLinear(w, p + "self_attn.q_proj", qd, h, c.q_bias));
+    KILN_ASSIGN_OR_RETURN(layer.attn.k, LoadLinear(w, p + "self_attn.k_proj", kd, h, c.k_bias));
+    KILN_ASSIGN_OR_RETURN(layer.attn.v, LoadLinear(w, p + "self_attn.v_proj", kd, h, c.v_bias));
+    KILN_ASSIGN_OR_RETURN(layer.attn.o, LoadLinear(w, p + "self_attn.o_proj", h, qd, c.o_bias));
+    KILN_ASSIGN_OR_RETURN(layer.post_norm, w.Load(p + "post_attention_layernorm.weight", {h}));
+    KILN_ASSIGN_OR_RETURN(layer.mlp.gate, LoadLinear(w, p + "mlp.gate_proj", dims_.intermediate, h, c.mlp_bias));
+    KILN_ASSIGN_OR_RETURN(layer.mlp.up, LoadLinear(w, p + "mlp.up_proj", dims_.intermediate, h, c.mlp_bias));
+    KILN_ASSIGN_OR_RETURN(layer.mlp.down, LoadLinear(w, p + "mlp.down_proj", h, dims_.intermediate, c.mlp_bias));
+    const bool sliding = c.sliding_window.has_value() && static_cast<size_t>(l) < c.layer_is_sliding.size() &&
+                         c.layer_is_sliding[static_cast<size_t>(l)];
+    layer.attn.sliding_window = sliding ? static_cast<int32_t>(*c.sliding_window) : 0;
+    layer.attn.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dims_.head_dim)));
+    layers_.push_back(layer);
+  }
+  KILN_ASSIGN_OR_RETURN(final_norm_, w.Load("model.norm.weight", {h}));
+  if (c.tie_word_embeddings) {
+    lm_head_ = embed_;
+  } else {
+    KILN_ASSIGN_OR_RETURN(lm_head_, w.Load("lm_head.weight", {dims_.vocab, h}));
+  }
+  const bool tied = c.tie_word_embeddings;
+  KILN_RETURN_IF_ERROR(w.CheckAllUsed([tied](const std::string& name) {
+    return absl::EndsWith(name, ".rotary_emb.inv_freq") || (tied && name == "lm_head.weight");
+  }));
+  weight_bytes_ = w.bytes();
+  buffers_ = w.TakeBuffers();
+  return absl::OkStatus();
+}
+
+size_t LlamaModel::Workspace(int64_t tokens, int64_t rows, int64_t max_kv) const {
+  size_t ws = backend_.AttentionWorkspaceBytes(max_kv);
+  ws = std::max(ws, backend_.MatmulWorkspaceBytes(rows, dims_.vocab, dims_.hidden, lm_head_.dtype()));
+  if (!layers_.empty()) {
+    const LlamaLayer& l = layers_[0];
+    for (const LinearWeights* lin : {&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.gate, &l.mlp.up, &l.mlp.down}) {
+      ws = std::max(ws, LinearWorkspace(backend_, *lin, tokens));
+    }
+  }
+  return ws;
+}
+
+absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) {
+  KILN_RETURN_IF_ERROR(CheckCacheShape(cache, config_.num_hidden_layers, dims_));
+  KILN_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(batch, cache, /*max_positions=*/0));
+  const int64_t t = plan.num_tokens(), r = static_cast<int64_t>(plan.logit_rows.size());
+  KILN_RETURN_IF_ERROR(act_.Reserve(backend_, dims_, t, r, Workspace(t, r, plan.max_kv_len)));
+  const float eps = static_cast<float>(config_.norm_eps);
+  KILN_RETURN_IF_ERROR(backend_.Embedding(embed_, plan.token_ids, act_.hidden));
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LlamaLayer& layer = layers_[l];
+    if (l == 0) {
+      KILN_RETURN_IF_ERROR(backend_.RmsNorm(act_.hidden, layer.input_norm, eps, act_.normed));
+    } else {  // fold the previous layer's MLP output into the residual
+      KILN_RETURN_IF_ERROR(backend_.AddRmsNorm(act_.hidden, act_.proj, layer.input_norm, eps, act_.normed));
+    }
+    KILN_RETURN_IF_ERROR(SelfAttention(backend_, layer.attn, &rope_, plan, cache.layer(static_cast<int64_t>(l)),
+                                       act_, act_.normed, act_.proj));
+    KILN_RETURN_IF_ERROR(backend_.AddRmsNorm(act_.hidden, act_.proj, layer.post_norm, eps, act_.normed));
+    KILN_RETURN_IF_ERROR(GatedMlp(backend_, layer.mlp, act_, act_.normed, act_.proj));
+  }
+  if (layers_.empty()) {
+    KILN_RETURN_IF_ERROR(backend_.RmsNorm(act_.hidden, final_norm_, eps, act_.normed));
+  } else {
+    KILN_RETURN_IF_ERROR(backend_.AddRmsNorm(act_.hidden, act_.proj, final_norm_, eps, act_.normed));
+  }
+  return ComputeLogits(backend_, lm_head_, plan, act_, act_.normed, out);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CausalLm>> LoadLlama(const ModelConfig& config, const Checkpoint& checkpoint,
+                                                    const LoadOptions& options, kernels::Backend& backend) {
+  if (!config.uses_rope) return absl::InvalidArgumentError("llama family: config has no rotary embedding");
+  KILN_ASSIGN_OR_RETURN(RotaryEmbedding rope, RotaryEmbedding::Create(config));
+  auto model = std::make_unique<LlamaModel>(config, options.dtype, backend, std::move(rope));
+  KILN_RETURN_IF_ERROR(model->Load(checkpoint, options));
+  return std::unique_ptr<CausalLm>(std::move(model));
+}
+
+}  // namespace kiln::engine::arch

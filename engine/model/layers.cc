@@ -1,0 +1,115 @@
+#include "engine/model/layers.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
+
+namespace kiln::engine {
+namespace {
+
+constexpr size_t kAlign = 64;
+size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace
+
+absl::Status Activations::Reserve(kernels::Backend& backend, const ModelDims& d, int64_t t,
+                                  int64_t r, size_t workspace_bytes) {
+  const int64_t qd = d.heads * d.head_dim, kd = d.kv_heads * d.head_dim;
+  const int64_t per_token[] = {d.hidden, d.hidden, qd, kd, kd, qd, d.hidden, d.intermediate, d.intermediate};
+  size_t need = AlignUp(workspace_bytes) + AlignUp(static_cast<size_t>(r * d.hidden) * 4) +
+                AlignUp(static_cast<size_t>(r * d.vocab) * 4);
+  for (int64_t n : per_token) need += AlignUp(static_cast<size_t>(t * n) * 4);
+  if (need > capacity_) {
+    buffer_.Reset();
+    const size_t grown = std::max(need, capacity_ + capacity_ / 2);
+    KILN_ASSIGN_OR_RETURN(buffer_, backend.Allocate(grown));
+    capacity_ = grown;
+  }
+  char* p = static_cast<char*>(buffer_.data());
+  const kernels::Device dev = buffer_.device();
+  auto take = [&](std::initializer_list<int64_t> shape) {
+    kernels::TensorView view(p, kernels::DType::kF32, shape, dev);
+    p += AlignUp(view.bytes());
+    return view;
+  };
+  hidden = take({t, d.hidden});
+  normed = take({t, d.hidden});
+  q = take({t, d.heads, d.head_dim});
+  k = take({t, d.kv_heads, d.head_dim});
+  v = take({t, d.kv_heads, d.head_dim});
+  attn = take({t, d.heads, d.head_dim});
+  proj = take({t, d.hidden});
+  gate = take({t, d.intermediate});
+  up = take({t, d.intermediate});
+  rows = take({r, d.hidden});
+  logits = take({r, d.vocab});
+  workspace = kernels::TensorView(p, kernels::DType::kU8, {static_cast<int64_t>(workspace_bytes)}, dev);
+  return absl::OkStatus();
+}
+
+size_t LinearWorkspace(const kernels::Backend& backend, const LinearWeights& lin, int64_t m) {
+  return backend.MatmulWorkspaceBytes(m, lin.out(), lin.in(), lin.w.dtype());
+}
+
+absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin, kernels::TensorView x,
+                         kernels::TensorView out, kernels::TensorView workspace) {
+  return backend.Matmul(x, lin.w, lin.b, out, workspace);
+}
+
+absl::Status SelfAttention(kernels::Backend& backend, const AttentionLayer& layer,
+                           const RotaryEmbedding* rope, const BatchPlan& plan,
+                           const kernels::PagedKvLayer& cache, Activations& act,
+                           kernels::TensorView x, kernels::TensorView out) {
+  const int64_t t = x.dim(0);
+  const auto flat = [t](const kernels::TensorView& v) { return v.Reshape({t, v.row_numel()}); };
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.q, x, flat(act.q), act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.k, x, flat(act.k), act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.v, x, flat(act.v), act.workspace));
+  if (rope != nullptr) {
+    KILN_RETURN_IF_ERROR(rope->Apply(backend, plan, act.q));
+    KILN_RETURN_IF_ERROR(rope->Apply(backend, plan, act.k));
+  }
+  KILN_RETURN_IF_ERROR(backend.KvWrite(act.k, act.v, plan.slots, cache));
+  KILN_RETURN_IF_ERROR(backend.PagedAttention(act.q, cache, plan.Attention(layer.sliding_window, layer.scale),
+                                              act.attn, act.workspace));
+  return ApplyLinear(backend, layer.o, flat(act.attn), out, act.workspace);
+}
+
+absl::Status GatedMlp(kernels::Backend& backend, const GatedMlpLayer& layer, Activations& act,
+                      kernels::TensorView x, kernels::TensorView out) {
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.gate, x, act.gate, act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.up, x, act.up, act.workspace));
+  KILN_RETURN_IF_ERROR(backend.SiluMul(act.gate, act.up, act.up));
+  return ApplyLinear(backend, layer.down, act.up, out, act.workspace);
+}
+
+absl::Status GeluMlp(kernels::Backend& backend, const GeluMlpLayer& layer, Activations& act,
+                     kernels::TensorView x, kernels::TensorView out) {
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.fc, x, act.gate, act.workspace));
+  KILN_RETURN_IF_ERROR(backend.Gelu(act.gate, layer.kind, act.up));
+  return ApplyLinear(backend, layer.proj, act.up, out, act.workspace);
+}
+
+absl::Status ComputeLogits(kernels::Backend& backend, kernels::TensorView lm_head, const BatchPlan& plan,
+                           Activations& act, kernels::TensorView final_hidden, ForwardOutput* out) {
+  KILN_RETURN_IF_ERROR(backend.GatherRows(final_hidden, plan.logit_rows, act.rows));
+  KILN_RETURN_IF_ERROR(backend.Matmul(act.rows, lm_head, kernels::TensorView(), act.logits, act.workspace));
+  out->vocab_size = lm_head.dim(0);
+  out->row_begin = plan.row_begin;
+  out->logits.resize(static_cast<size_t>(act.logits.numel()));
+  return backend.CopyToHost(act.logits, out->logits.data());
+}
+
+absl::Status CheckCacheShape(const KvCache& cache, int64_t layers, const ModelDims& dims) {
+  if (cache.num_layers() != layers || cache.num_kv_heads() != dims.kv_heads || cache.head_dim() != dims.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("forward: kv cache has ", cache.num_layers(), " layers x ",
+                                                   cache.num_kv_heads(), " kv heads x ", cache.head_dim(),
+                                                   " head_dim; the model needs ", layers, " x ", dims.kv_heads,
+                                                   " x ", dims.head_dim));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kiln::engine

@@ -1,0 +1,96 @@
+// Shared building blocks of the architectures in engine/model/arch/: linear layers, the
+// paged self-attention block, gated (SwiGLU) and GELU MLPs, logits, and the activation arena.
+// Each block is a short sequence of Backend ops over views; weights are views into buffers the
+// model owns. Internal to engine/model.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "engine/model/batch_plan.h"
+#include "engine/model/causal_lm.h"
+#include "engine/model/rope.h"
+#include "kernels/backend.h"
+
+namespace kiln::engine {
+
+struct LinearWeights {
+  kernels::TensorView w;  // [out, in]
+  kernels::TensorView b;  // [out] or empty
+  int64_t out() const { return w.dim(0); }
+  int64_t in() const { return w.dim(1); }
+};
+
+struct ModelDims {
+  int64_t hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0, vocab = 0;
+};
+
+// Activation buffers of one forward pass, reused across calls (one allocation; it grows only
+// when a batch is larger than any before it, so a runtime that warms up with its largest batch
+// never allocates in the step loop). After Reserve the views have this pass's row counts.
+class Activations {
+ public:
+  absl::Status Reserve(kernels::Backend& backend, const ModelDims& dims, int64_t tokens,
+                       int64_t logit_rows, size_t workspace_bytes);
+
+  kernels::TensorView hidden;     // [T, hidden] the residual stream
+  kernels::TensorView normed;     // [T, hidden]
+  kernels::TensorView q;          // [T, heads, head_dim]
+  kernels::TensorView k, v;       // [T, kv_heads, head_dim]
+  kernels::TensorView attn;       // [T, heads, head_dim]
+  kernels::TensorView proj;       // [T, hidden] block outputs
+  kernels::TensorView gate, up;   // [T, intermediate]
+  kernels::TensorView rows;       // [R, hidden] hidden states that produce logits
+  kernels::TensorView logits;     // [R, vocab]
+  kernels::TensorView workspace;  // [workspace_bytes] U8
+
+ private:
+  kernels::DeviceBuffer buffer_;
+  size_t capacity_ = 0;
+};
+
+// Workspace one matmul with `m` rows through `lin` needs.
+size_t LinearWorkspace(const kernels::Backend& backend, const LinearWeights& lin, int64_t m);
+absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin,
+                         kernels::TensorView x,    // [m, in]
+                         kernels::TensorView out,  // [m, out]
+                         kernels::TensorView workspace);
+
+struct AttentionLayer {
+  LinearWeights q, k, v, o;
+  int32_t sliding_window = 0;  // 0: full causal
+  float scale = 1.0f;
+};
+
+// q/k/v projections, RoPE (when `rope` is non-null), KV write, paged attention, o projection.
+absl::Status SelfAttention(kernels::Backend& backend, const AttentionLayer& layer,
+                           const RotaryEmbedding* rope, const BatchPlan& plan,
+                           const kernels::PagedKvLayer& cache, Activations& act,
+                           kernels::TensorView x,     // [T, hidden]
+                           kernels::TensorView out);  // [T, hidden]
+
+struct GatedMlpLayer {
+  LinearWeights gate, up, down;
+};
+// down(silu(gate(x)) * up(x)).
+absl::Status GatedMlp(kernels::Backend& backend, const GatedMlpLayer& layer, Activations& act,
+                      kernels::TensorView x, kernels::TensorView out);  // [T, hidden] both
+
+struct GeluMlpLayer {
+  LinearWeights fc, proj;
+  kernels::GeluKind kind = kernels::GeluKind::kTanh;
+};
+// proj(gelu(fc(x))).
+absl::Status GeluMlp(kernels::Backend& backend, const GeluMlpLayer& layer, Activations& act,
+                     kernels::TensorView x, kernels::TensorView out);  // [T, hidden] both
+
+// Logits of the plan's logit rows of `final_hidden` (already normed) into `out`.
+absl::Status ComputeLogits(kernels::Backend& backend, kernels::TensorView lm_head,  // [vocab, hidden]
+                           const BatchPlan& plan, Activations& act,
+                           kernels::TensorView final_hidden,  // [T, hidden]
+                           ForwardOutput* out);
+
+// INVALID_ARGUMENT unless the cache matches the model's layers, kv heads and head_dim.
+absl::Status CheckCacheShape(const KvCache& cache, int64_t layers, const ModelDims& dims);
+
+}  // namespace kiln::engine

@@ -1,0 +1,56 @@
+// WeightLoader: pulls named tensors out of a Checkpoint into backend memory, checking each one
+// (present, floating-point, exact shape) and converting it to the load dtype. Internal to
+// engine/model; the architectures call it with the names transformers saves.
+//
+// Every tensor is read with pread (never through the map, so a file truncated under us is an
+// error, not a SIGBUS), converted, and copied into its own DeviceBuffer. After loading, an
+// architecture calls CheckAllUsed so an unexpected tensor (a checkpoint for another shape or
+// architecture) is INVALID_ARGUMENT naming it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/io/checkpoint.h"
+#include "engine/model/causal_lm.h"
+#include "kernels/backend.h"
+
+namespace kiln::engine {
+
+class WeightLoader {
+ public:
+  WeightLoader(const Checkpoint& checkpoint, kernels::Backend& backend, const LoadOptions& options);
+
+  bool Has(const std::string& name) const { return checkpoint_.Find(name).has_value(); }
+  // The tensor as stored ([d0, d1, ...] must equal `shape`), in the load dtype.
+  absl::StatusOr<kernels::TensorView> Load(const std::string& name, std::vector<int64_t> shape);
+  // A stored [rows, cols] matrix returned as [cols, rows] (GPT-2 Conv1D weights).
+  absl::StatusOr<kernels::TensorView> LoadTransposed(const std::string& name, int64_t rows, int64_t cols);
+  // INVALID_ARGUMENT naming the first checkpoint tensor that was never loaded and that
+  // `ignorable` does not accept.
+  absl::Status CheckAllUsed(const std::function<bool(const std::string&)>& ignorable) const;
+
+  std::vector<kernels::DeviceBuffer> TakeBuffers() { return std::move(buffers_); }
+  size_t bytes() const;
+
+ private:
+  absl::StatusOr<std::vector<uint8_t>> ReadChecked(const std::string& name, const std::vector<int64_t>& shape,
+                                                   kernels::DType* dtype);
+  absl::StatusOr<kernels::TensorView> Upload(const std::string& name, std::vector<uint8_t> host,
+                                             kernels::DType src, const std::vector<int64_t>& shape);
+
+  const Checkpoint& checkpoint_;
+  kernels::Backend& backend_;
+  LoadOptions options_;
+  std::set<std::string> used_;
+  std::vector<kernels::DeviceBuffer> buffers_;
+  int64_t tensors_done_ = 0;
+  uint64_t bytes_done_ = 0;
+};
+
+}  // namespace kiln::engine
