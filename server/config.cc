@@ -164,10 +164,12 @@ absl::StatusOr<Value> FromJson(const Field& field, const nlohmann::json& j) {
       if (!j.is_string()) return wrong();
       return Value(j.get_ref<const std::string&>());
     case Kind::kInt:
-      if (j.is_number_integer()) return Value(static_cast<int64_t>(j.get<int64_t>()));
-      if (j.is_number_unsigned()) {
+      // nlohmann counts unsigned numbers as integers too; those past int64 are refused.
+      if (j.is_number_unsigned() &&
+          j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return absl::InvalidArgumentError(absl::StrCat(field.name, ": value is too large"));
       }
+      if (j.is_number_integer()) return Value(j.get<int64_t>());
       return wrong();
     case Kind::kBool:
       if (!j.is_boolean()) return wrong();
@@ -389,6 +391,7 @@ engine::EngineOptions ToEngineOptions(const ServerConfig& config) {
   options.adapter_roots = config.adapter_roots;
   options.hub_cache = config.hub_cache;
   options.limits = config.limits;
+  options.drain_timeout_s = static_cast<double>(config.drain_timeout_s);
   options.num_control_threads = config.num_control_threads;
   options.num_compute_threads = config.num_compute_threads;
   return options;

@@ -133,9 +133,11 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
 
  private:
   grpc::Status CancelStatus() const {
+    // gRPC's deadline timer runs on its own clock and can fire a little before
+    // system_clock reaches the deadline, hence the slack.
     const auto deadline = ctx_->deadline();
     if (deadline != std::chrono::system_clock::time_point::max() &&
-        deadline <= std::chrono::system_clock::now()) {
+        deadline <= std::chrono::system_clock::now() + std::chrono::milliseconds(100)) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
     }
     return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
