@@ -278,6 +278,8 @@ int Run(int argc, char** argv) {
   (*server)->Shutdown();
   if (preloader.joinable()) preloader.join();
   server->reset();
+  // A restart must not find the old ports (E5: no stale files after a clean exit).
+  if (!config->ready_file.empty()) std::remove(config->ready_file.c_str());
   logger->Log(LogLevel::kInfo, "exit", {{"code", exit_code}});
   return exit_code;
 }
