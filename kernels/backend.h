@@ -88,9 +88,9 @@ struct PagedKvLayer {
 // kv_len[s] - q_len .. kv_len[s] - 1, and token position p lives in block
 // block_table[s * max_blocks_per_seq + p / block_size] at offset p % block_size.
 struct AttentionParams {
-  std::span<const int32_t> query_start;  // [num_seqs + 1], query_start[0] == 0
-  std::span<const int32_t> kv_len;       // [num_seqs]
-  std::span<const int32_t> block_table;  // [num_seqs, max_blocks_per_seq]
+  std::span<const int32_t> query_start = {};  // [num_seqs + 1], query_start[0] == 0
+  std::span<const int32_t> kv_len = {};       // [num_seqs]
+  std::span<const int32_t> block_table = {};  // [num_seqs, max_blocks_per_seq]
   int32_t max_blocks_per_seq = 0;
   int32_t sliding_window = 0;  // > 0: position p attends to (p - sliding_window, p]; 0: full
   float scale = 1.0f;          // usually 1/sqrt(head_dim)

@@ -61,13 +61,13 @@ struct LoadOptions {
   // F32, F16 or BF16; checkpoint tensors are converted to it as transformers' `dtype=` does.
   kernels::DType dtype = kernels::DType::kF32;
   // Called after each tensor, on the loading thread. May be empty.
-  std::function<void(const LoadProgress&)> progress;
+  std::function<void(const LoadProgress&)> progress = nullptr;
 };
 
 struct SequenceInput {
-  std::span<const int32_t> token_ids;    // [n >= 1] new tokens
+  std::span<const int32_t> token_ids = {};  // [n >= 1] new tokens
   int32_t start_pos = 0;                 // tokens of this sequence already in the cache
-  std::span<const int32_t> block_table;  // >= ceil((start_pos + n) / block_size) block ids
+  std::span<const int32_t> block_table = {};  // >= ceil((start_pos + n) / block_size) block ids
   bool all_logits = false;               // logits for every new token, not just the last
 };
 
