@@ -123,14 +123,14 @@ def llama_family(legacy_normalizer):
 
 
 def add_tokens(data, toks):
-    """Appends added tokens (dicts with content + flags) with fresh ids."""
-    next_id = max(max(data["model"]["vocab"].values()), max(t["id"] for t in data["added_tokens"])) + 1
+    """Adds added tokens through the tokenizers library so ids are what it assigns."""
+    tok = Tokenizer.from_str(json.dumps(data))
     for t in toks:
-        entry = {"id": next_id, "content": t["content"], "single_word": t.get("single_word", False),
-                 "lstrip": t.get("lstrip", False), "rstrip": t.get("rstrip", False),
-                 "normalized": t.get("normalized", False), "special": t.get("special", True)}
-        data["added_tokens"].append(entry)
-        next_id += 1
+        tok.add_tokens([AddedToken(t["content"], single_word=t.get("single_word", False),
+                                   lstrip=t.get("lstrip", False), rstrip=t.get("rstrip", False),
+                                   normalized=t.get("normalized", False), special=t.get("special", True))])
+    data.clear()
+    data.update(json.loads(tok.to_str()))
 
 
 def families():
