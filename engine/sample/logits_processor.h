@@ -24,17 +24,20 @@
 //     7. min_p                MinPLogitsWarper: remove tokens with prob < min_p * max prob
 //
 // Numerics: elementwise steps use the same float32 operations as torch, so they are
-// bit-identical. top_p/min_p decide membership from probabilities computed here with expf and
-// double sums; torch uses float32 softmax and a cumsum, so the two can differ only for a token
+// bit-identical. top_p/min_p decide membership from probabilities computed here with FastExp
+// (vec_math.h, ~1e-7 relative) and double sums; torch uses float32 softmax and a cumsum, so the two can differ only for a token
 // whose cumulative probability lies within float rounding (~1e-7) of the threshold.
 // Ties: torch.sort is unstable, so which of several exactly tied tokens straddling the top-p
 // boundary transformers keeps depends on the vector's length. kiln is deterministic: in
 // descending order, equal logits are ranked by ascending token id (lower ids survive), as in
 // greedy argmax ties.
 //
-// Cost per step for a vocabulary V: O(V) for the elementwise steps and top_k (nth_element);
-// top_p sorts only the candidates (top_k survivors), or, without top_k, grows a sorted prefix
-// by partial selection until the mass reaches top_p (O(V + m log m) for a prefix of m tokens).
+// Cost per step for a vocabulary V: O(V) for the elementwise steps; top_k is one pass with a
+// k-element heap (k <= 1024; nth_element above that); one exp per surviving token; top_p
+// first tries the 64 most probable tokens (one pass with a 64-element heap) and otherwise
+// finds the boundary by quickselect on probability mass (expected O(V)), sorting only the
+// last <= 256-token window, then filters by the boundary token in one pass. No step sorts
+// the whole vocabulary.
 //
 // Thread-safety: TokenHistory and LogitsPipeline are per-request and not thread-safe.
 #pragma once
@@ -79,10 +82,13 @@ class TokenHistory {
   absl::flat_hash_map<int32_t, size_t> generated_slot_;  // id -> index into generated_
 };
 
-// A token that survived the warpers, with its processed (post-temperature) logit.
+// A token that survived the warpers: its processed (post-temperature) logit and its
+// unnormalized probability exp(logit - max logit) (expf; the most probable token always
+// survives, so the max is the same at every stage).
 struct Candidate {
   float logit;
   int32_t id;
+  float weight;
 };
 
 class LogitsPipeline {
@@ -105,7 +111,14 @@ class LogitsPipeline {
   void Process(std::span<float> logits, const TokenHistory& history);
 
  private:
-  void TopP(std::vector<Candidate>* candidates) const;
+  float TopKThreshold(std::span<const float> logits, size_t k);
+  // Both filter `candidates` in place and keep their (id) order.
+  void TopP(std::vector<Candidate>* candidates, double total);
+  // top_p without top_k, when the boundary lies within the 64 most probable tokens (the
+  // usual case for a trained model): fills `kept` without materializing every candidate.
+  // Returns false (and leaves `kept` to be rebuilt) when the boundary lies further.
+  bool TopPFromHead(std::span<const float> logits, std::vector<Candidate>* kept);
+  float TopPThreshold() const;
   void MinP(std::vector<Candidate>* candidates) const;
 
   ResolvedSampling sampling_;
@@ -113,6 +126,7 @@ class LogitsPipeline {
   std::vector<int32_t> suppressed_ids_;
   std::vector<float> scratch_;                // [vocab] for top_k selection
   std::vector<Candidate> kept_scratch_;       // for Process
+  std::vector<Candidate> rank_scratch_;       // TopP's ranked copy
 };
 
 }  // namespace kiln::engine::sample

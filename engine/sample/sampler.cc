@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
+#include "engine/sample/vec_math.h"
 
 namespace kiln::engine::sample {
 namespace {
@@ -35,25 +36,17 @@ absl::Status Sampler::CheckLogits(std::span<const float> logits) const {
     return absl::InternalError(absl::StrCat("sampling: got ", logits.size(),
                                             " logits for a vocabulary of ", vocab_size_));
   }
-  for (size_t i = 0; i < logits.size(); ++i) {
-    // -inf is a legitimate mask (e.g. padded vocabulary rows); NaN and +inf are not.
-    if (std::isnan(logits[i]) || logits[i] == std::numeric_limits<float>::infinity()) {
-      return absl::InternalError(
-          absl::StrCat("sampling: logit of token ", i, " is ", logits[i], " (model output)"));
-    }
+  // -inf is a legitimate mask (e.g. padded vocabulary rows); NaN and +inf are not.
+  const int64_t bad = FindNanOrPosInf(logits);
+  if (bad >= 0) {
+    return absl::InternalError(
+        absl::StrCat("sampling: logit of token ", bad, " is ", logits[bad], " (model output)"));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<int32_t> Sampler::Greedy(std::span<const float> processed) const {
-  int64_t best = -1;
-  float best_logit = kNegInf;
-  for (size_t i = 0; i < processed.size(); ++i) {
-    if (processed[i] > best_logit) {  // strict: ties keep the lowest id
-      best_logit = processed[i];
-      best = static_cast<int64_t>(i);
-    }
-  }
+  const int64_t best = ArgMax(processed);  // ties: the lowest id
   if (best < 0) {
     return absl::FailedPreconditionError(
         "sampling: every token is masked (min_new_tokens suppresses all of them)");
@@ -69,31 +62,27 @@ absl::StatusOr<int32_t> Sampler::Draw(std::span<float> processed) {
     return absl::FailedPreconditionError(
         "sampling: every token is masked (min_new_tokens suppresses all of them)");
   }
-  float max_logit = kNegInf;
-  for (const Candidate& c : kept_) max_logit = std::max(max_logit, c.logit);
   double total = 0;
-  for (const Candidate& c : kept_) total += std::exp(c.logit - max_logit);
+  for (const Candidate& c : kept_) total += c.weight;
   // One draw per step, even when a single token survives, so the random stream advances the
   // same way whatever the filters kept.
   const double target = Uniform() * total;
   double cumulative = 0;
   for (const Candidate& c : kept_) {
-    cumulative += std::exp(c.logit - max_logit);
+    cumulative += c.weight;
     if (target < cumulative) return c.id;
   }
   // Rounding put the target at the very end: the last token with any weight.
   for (auto it = kept_.rbegin(); it != kept_.rend(); ++it) {
-    if (std::exp(it->logit - max_logit) > 0.0f) return it->id;
+    if (it->weight > 0.0f) return it->id;
   }
   return kept_.back().id;
 }
 
 TokenLogprobs Sampler::Logprobs(std::span<const float> raw, int32_t token_id) const {
-  float max_logit = kNegInf;
-  for (const float x : raw) max_logit = std::max(max_logit, x);
-  double sum = 0;
-  for (const float x : raw) sum += std::exp(x - max_logit);
-  const double log_normalizer = static_cast<double>(max_logit) + std::log(sum);
+  const float max_logit = MaxValue(raw);  // finite: CheckLogits and Sample ran first
+  const double log_normalizer =
+      static_cast<double>(max_logit) + std::log(SumExpShifted(raw, max_logit));
   const auto logprob = [&](int32_t id) {
     return static_cast<float>(static_cast<double>(raw[id]) - log_normalizer);
   };
