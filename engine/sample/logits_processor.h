@@ -25,8 +25,9 @@
 //
 // Numerics: elementwise steps use the same float32 operations as torch, so they are
 // bit-identical. top_p/min_p decide membership from probabilities computed here with FastExp
-// (vec_math.h, ~1e-7 relative) and double sums; torch uses float32 softmax and a cumsum, so the two can differ only for a token
-// whose cumulative probability lies within float rounding (~1e-7) of the threshold.
+// (vec_math.h, ~1e-7 relative) and double sums; torch uses a float32 softmax and cumsum, so
+// the two can differ only for a token whose cumulative probability lies within float
+// rounding (~1e-7) of the threshold.
 // Ties: torch.sort is unstable, so which of several exactly tied tokens straddling the top-p
 // boundary transformers keeps depends on the vector's length. kiln is deterministic: in
 // descending order, equal logits are ranked by ascending token id (lower ids survive), as in

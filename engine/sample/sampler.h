@@ -8,8 +8,8 @@
 //
 // Greedy: argmax of the processed logits; ties go to the lowest id (as torch.argmax).
 // Sampling: inverse CDF over the surviving tokens in ascending token-id order, with weights
-// exp(logit - max) (FastExp) summed in double, and a uniform u in [0, 1) made from the top 53 bits of a
-// std::mt19937_64 draw (mt19937_64's output sequence is fixed by the C++ standard; the
+// exp(logit - max) (FastExp) summed in double, and a uniform u in [0, 1) made from the top
+// 53 bits of a std::mt19937_64 draw (mt19937_64's output sequence is fixed by the C++ standard; the
 // standard distributions are not, so none is used). Same seed + same logits = same tokens on
 // every platform. An unseeded request gets a seed from std::random_device; seed() reports it.
 //

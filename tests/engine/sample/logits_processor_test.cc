@@ -42,7 +42,9 @@ struct Case {
   int32_t min_new_tokens = 0;
   std::vector<float> input, expected;
   std::string pipeline;  // transformers' processor order, for failure messages
+  std::vector<std::string> stages;
 };
+
 
 // Reads the fixture; any malformed entry fails the test (no exceptions: checked accessors).
 std::vector<Case> LoadCases() {
@@ -81,7 +83,12 @@ std::vector<Case> LoadCases() {
     c.sampling.presence_penalty = static_cast<float>(num(j, "presence_penalty"));
     c.sampling.frequency_penalty = static_cast<float>(num(j, "frequency_penalty"));
     c.min_new_tokens = static_cast<int32_t>(num(j, "min_new_tokens"));
-    if (j.contains("pipeline")) c.pipeline = j["pipeline"].dump();
+    if (j.contains("pipeline") && j["pipeline"].is_array()) {
+      c.pipeline = j["pipeline"].dump();
+      for (const auto& name : j["pipeline"]) {
+        c.stages.push_back(name.is_string() ? name.get<std::string>() : "?");
+      }
+    }
     const auto offset = static_cast<size_t>(num(j, "offset"));
     const size_t bytes = static_cast<size_t>(c.vocab) * sizeof(float);
     if (c.vocab <= 0 || (offset * sizeof(float)) + 2 * bytes > blob.size()) {
@@ -95,6 +102,33 @@ std::vector<Case> LoadCases() {
     cases.push_back(std::move(c));
   }
   return cases;
+}
+
+// kiln's documented order (logits_processor.h); presence/frequency is kiln's insertion.
+const std::vector<std::string>& KilnOrder() {
+  static const std::vector<std::string> order = {
+      "RepetitionPenaltyLogitsProcessor", "PresenceFrequencyPenalty",
+      "MinNewTokensLengthLogitsProcessor", "TemperatureLogitsWarper", "TopKLogitsWarper",
+      "TopPLogitsWarper", "MinPLogitsWarper"};
+  return order;
+}
+
+// generate()'s order, as recorded from transformers' _get_logits_processor, must be a
+// subsequence of kiln's order.
+TEST(LogitsPipelineFidelityTest, TransformersOrderIsKilnsOrder) {
+  const std::vector<Case> cases = LoadCases();
+  ASSERT_FALSE(cases.empty());
+  size_t longest = 0;
+  for (const Case& c : cases) {
+    size_t at = 0;
+    for (const std::string& stage : c.stages) {
+      while (at < KilnOrder().size() && KilnOrder()[at] != stage) ++at;
+      ASSERT_LT(at, KilnOrder().size()) << c.name << ": " << c.pipeline;
+      ++at;
+    }
+    longest = std::max(longest, c.stages.size());
+  }
+  EXPECT_GE(longest, 6u);  // some cases chain (nearly) every stage
 }
 
 TEST(LogitsPipelineFidelityTest, MatchesTransformersProcessors) {
