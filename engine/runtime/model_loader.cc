@@ -1,0 +1,292 @@
+#include "engine/runtime/model_loader.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/common/status_macros.h"
+#include "engine/io/checkpoint.h"
+#include "engine/io/json_util.h"
+#include "engine/io/path_util.h"
+#include "engine/model/causal_lm.h"
+#include "engine/model/generation_config.h"
+#include "engine/model/model_config.h"
+#include "engine/runtime/memory_size.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace kiln::engine {
+namespace {
+
+constexpr int32_t kKvBlockSize = 16;
+constexpr int64_t kDefaultKvCacheBytes = int64_t{512} << 20;
+constexpr int32_t kMaxRunning = 16;
+
+using Stage = LoadProgressEvent::Stage;
+
+absl::Status CheckOptions(const LoadModelOptions& o) {
+  if (o.model.empty()) return absl::InvalidArgumentError("model: must not be empty");
+  if (o.trust_remote_code) {
+    return absl::InvalidArgumentError(
+        "trust_remote_code: kiln never runs code from a checkpoint (auto_map is ignored); "
+        "must be false");
+  }
+  if (o.bitsandbytes.has_value() || o.other_quantization_requested) {
+    return absl::UnimplementedError(
+        "quantization: quantization on load is not supported by this build yet");
+  }
+  if (!o.adapter.empty()) {
+    return absl::UnimplementedError("adapter: LoRA adapters are not supported by this build yet");
+  }
+  static constexpr std::string_view kAttn[] = {"", "eager", "sdpa", "flash_attention_2"};
+  if (std::find(std::begin(kAttn), std::end(kAttn), o.attn_implementation) == std::end(kAttn)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attn_implementation: must be one of eager, sdpa, flash_attention_2; got \"",
+        o.attn_implementation.substr(0, 64), "\""));
+  }
+  if (!o.device_map_explicit.empty()) {
+    return absl::UnimplementedError(
+        "device_map: explicit module maps need the device-map planner (not in this build)");
+  }
+  static constexpr std::string_view kCpuStrategies[] = {"",           "auto", "balanced",
+                                                        "balanced_low_0", "sequential", "cpu"};
+  if (std::find(std::begin(kCpuStrategies), std::end(kCpuStrategies), o.device_map_strategy) ==
+      std::end(kCpuStrategies)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "device_map: \"", o.device_map_strategy.substr(0, 64),
+        "\" is not available: this build serves on the CPU backend only (use \"cpu\" or \"auto\")"));
+  }
+  if (o.max_seq_len < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_seq_len: must be >= 0, got ", o.max_seq_len));
+  }
+  if (o.kv_cache_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_cache_bytes: must be >= 0, got ", o.kv_cache_bytes));
+  }
+  return absl::OkStatus();
+}
+
+WeightDType ToWeightDType(kernels::DType t) {
+  switch (t) {
+    case kernels::DType::kF16: return WeightDType::kFloat16;
+    case kernels::DType::kBF16: return WeightDType::kBFloat16;
+    default: return WeightDType::kFloat32;
+  }
+}
+
+std::string RequestedDTypeName(WeightDType t) {
+  switch (t) {
+    case WeightDType::kAuto: return "auto";
+    case WeightDType::kFloat32: return "float32";
+    case WeightDType::kFloat16: return "float16";
+    case WeightDType::kBFloat16: return "bfloat16";
+  }
+  return "auto";
+}
+
+sample::GenerationDefaults DefaultsFrom(const std::optional<GenerationConfig>& g) {
+  sample::GenerationDefaults d;
+  if (!g.has_value()) return d;
+  d.do_sample = g->do_sample;
+  if (g->temperature) d.temperature = static_cast<float>(*g->temperature);
+  if (g->top_k) d.top_k = static_cast<int32_t>(std::min<int64_t>(*g->top_k, INT32_MAX));
+  if (g->top_p) d.top_p = static_cast<float>(*g->top_p);
+  if (g->min_p) d.min_p = static_cast<float>(*g->min_p);
+  if (g->repetition_penalty) d.repetition_penalty = static_cast<float>(*g->repetition_penalty);
+  return d;
+}
+
+// max_memory: validated now (so a typo fails the load), enforced for "cpu" until the planner
+// distributes over several devices.
+absl::Status CheckMaxMemory(const std::map<std::string, std::string>& max_memory,
+                            uint64_t weight_bytes) {
+  for (const auto& [device, size_text] : max_memory) {
+    KILN_ASSIGN_OR_RETURN(uint64_t budget,
+                          ParseMemorySize(size_text, absl::StrCat("max_memory[\"", device.substr(0, 32), "\"]")));
+    if (device == "cpu" && budget < weight_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "model needs ", weight_bytes, " bytes of weights on cpu but max_memory[\"cpu\"] is ",
+          budget, " bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Reads the tokenizer files through the containment check (a tokenizer.json symlinked out of
+// the model's folder is refused like any other file) and builds the tokenizer from them.
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const std::string& dir,
+                                                                     const std::string& root,
+                                                                     const EngineLimits& limits) {
+  const size_t max_bytes = static_cast<size_t>(limits.max_json_bytes);
+  auto read = [&](std::string_view name, bool required) -> absl::StatusOr<std::string> {
+    absl::StatusOr<std::string> path = ResolveFileInside(dir, name, root, name);
+    if (!path.ok()) {
+      if (!required && path.status().code() == absl::StatusCode::kNotFound) return std::string();
+      return path.status();
+    }
+    return ReadSmallFile(*path, name, max_bytes);
+  };
+  absl::StatusOr<std::string> tokenizer_json = read("tokenizer.json", /*required=*/true);
+  if (!tokenizer_json.ok()) {
+    if (tokenizer_json.status().code() == absl::StatusCode::kNotFound) {
+      return absl::InvalidArgumentError(
+          "tokenizer.json: missing; kiln needs a fast-tokenizer tokenizer.json next to the "
+          "weights (save it with transformers' tokenizer.save_pretrained)");
+    }
+    return tokenizer_json.status();
+  }
+  KILN_ASSIGN_OR_RETURN(std::string tokenizer_config, read("tokenizer_config.json", false));
+  KILN_ASSIGN_OR_RETURN(std::string model_config, read("config.json", false));
+  tokenizer::TokenizerLimits tokenizer_limits;
+  tokenizer_limits.max_json_bytes = max_bytes;
+  tokenizer_limits.max_json_depth = limits.max_json_depth;
+  tokenizer_limits.max_vocab_size = static_cast<size_t>(limits.max_vocab_size);
+  return tokenizer::Tokenizer::FromJson(*tokenizer_json, tokenizer_config, model_config,
+                                        tokenizer_limits);
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadResidentModel(
+    const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
+    kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress) {
+  KILN_RETURN_IF_ERROR(CheckOptions(options));
+  auto report = [&](Stage stage, std::string message) {
+    if (progress) progress(LoadProgressEvent{.stage = stage, .message = std::move(message)});
+  };
+
+  report(Stage::kResolving, absl::StrCat("resolving ", options.model));
+  KILN_ASSIGN_OR_RETURN(ResolvedModel resolved, store.Resolve(options.model, options.revision));
+  if (resolved.has_adapter_config) {
+    return absl::UnimplementedError(absl::StrCat(
+        "model: \"", options.model,
+        "\" is a PEFT adapter (adapter_config.json); adapters are not supported by this build yet"));
+  }
+  const std::string& dir = resolved.dir;
+  const std::string& root = resolved.containment_root;
+
+  report(Stage::kReadingConfig, "reading config.json, tokenizer and safetensors headers");
+  ModelConfigLimits config_limits;
+  config_limits.json.max_bytes = static_cast<size_t>(std::min<int64_t>(limits.max_json_bytes, 4 << 20));
+  config_limits.json.max_depth = limits.max_json_depth;
+  config_limits.max_vocab_size = limits.max_vocab_size;
+  KILN_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir, config_limits, root));
+  KILN_ASSIGN_OR_RETURN(std::optional<GenerationConfig> generation, LoadGenerationConfig(dir, root));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<const tokenizer::Tokenizer> tok,
+                        LoadTokenizer(dir, root, limits));
+  // No token id the tokenizer can produce may reach past the embedding rows (A12).
+  if (static_cast<int64_t>(tok->id_bound()) > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokenizer.json: produces ids up to ", tok->id_bound() - 1,
+        " but config.json vocab_size is ", config.vocab_size));
+  }
+  CheckpointLimits checkpoint_limits;
+  checkpoint_limits.safetensors.max_tensors = static_cast<size_t>(limits.max_tensors_per_file);
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint,
+                        Checkpoint::Open(dir, checkpoint_limits, root));
+  KILN_ASSIGN_OR_RETURN(kernels::DType dtype,
+                        ResolveDType(RequestedDTypeName(options.dtype), config, checkpoint.get()));
+
+  report(Stage::kPlanning, "placing every module on cpu");
+  KILN_RETURN_IF_ERROR(CheckMaxMemory(options.max_memory, checkpoint->total_tensor_bytes()));
+  int64_t max_seq_len = config.max_position_embeddings;
+  if (options.max_seq_len > 0) {
+    if (options.max_seq_len > config.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_seq_len: ", options.max_seq_len, " exceeds the model's max_position_embeddings ",
+          config.max_position_embeddings));
+    }
+    max_seq_len = options.max_seq_len;
+  }
+  max_seq_len = std::min(max_seq_len, limits.max_total_tokens);
+
+  LoadProgressEvent weights{.stage = Stage::kLoadingWeights, .message = "loading weights"};
+  weights.bytes_total = static_cast<int64_t>(checkpoint->total_tensor_bytes());
+  weights.tensors_total = static_cast<int32_t>(checkpoint->num_tensors());
+  if (progress) progress(weights);
+  LoadOptions load_options{.dtype = dtype};
+  load_options.progress = [&](const LoadProgress& p) {
+    weights.message = p.tensor;
+    weights.tensors_done = static_cast<int32_t>(p.tensors_done);
+    weights.tensors_total = static_cast<int32_t>(p.tensors_total);
+    weights.bytes_done = static_cast<int64_t>(p.bytes_done);
+    weights.bytes_total = static_cast<int64_t>(p.bytes_total);
+    if (progress) progress(weights);
+  };
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> model,
+                        LoadCausalLm(config, *checkpoint, load_options, backend));
+  checkpoint.reset();  // weights were copied into backend memory; drop the maps
+
+  // KV cache: fp32 K and V per layer.
+  const int64_t bytes_per_token =
+      2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 4;
+  const int64_t bytes_per_block = bytes_per_token * kKvBlockSize;
+  int64_t kv_bytes = options.kv_cache_bytes;
+  if (kv_bytes == 0) {
+    const int64_t wanted = bytes_per_token * max_seq_len * kMaxRunning;
+    kv_bytes = std::min(kDefaultKvCacheBytes, wanted);
+  }
+  const int64_t num_blocks = kv_bytes / bytes_per_block;
+  if (num_blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: ", kv_bytes,
+                                                   " is less than one KV block (",
+                                                   bytes_per_block, " bytes)"));
+  }
+  KILN_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
+                        model->CreateKvCache({.num_blocks = static_cast<int32_t>(
+                                                  std::min<int64_t>(num_blocks, INT32_MAX)),
+                                              .block_size = kKvBlockSize}));
+
+  report(Stage::kWarmingUp, "warm-up forward pass");
+  {
+    const int32_t token = 0;
+    const int32_t block = 0;
+    ForwardBatch batch;
+    batch.sequences.push_back({.token_ids = std::span<const int32_t>(&token, 1),
+                               .start_pos = 0,
+                               .block_table = std::span<const int32_t>(&block, 1)});
+    ForwardOutput out;
+    KILN_RETURN_IF_ERROR(model->Forward(batch, *kv, &out));
+  }
+
+  std::vector<int32_t> eos;
+  const std::vector<int64_t>& eos64 = generation.has_value() && !generation->eos_token_ids.empty()
+                                          ? generation->eos_token_ids
+                                          : config.eos_token_ids;
+  for (int64_t id : eos64) eos.push_back(static_cast<int32_t>(id));
+
+  LoadedModel loaded;
+  ModelInfo& info = loaded.info;
+  info.served_name = options.served_name.empty() ? options.model : options.served_name;
+  info.model = options.model;
+  info.revision = resolved.revision;
+  info.architecture = std::string(ArchitectureName(config.architecture));
+  info.state = ModelState::kReady;
+  info.dtype = ToWeightDType(dtype);
+  info.device_map = {{"", "cpu"}};
+  info.weight_bytes = static_cast<int64_t>(model->weight_bytes());
+  info.num_parameters = info.weight_bytes / static_cast<int64_t>(kernels::DTypeSize(dtype));
+  info.max_seq_len = max_seq_len;
+  info.vocab_size = config.vocab_size;
+  info.kv_cache_bytes = static_cast<int64_t>(kv->bytes());
+  info.kv_block_size_tokens = kv->block_size();
+  info.kv_num_blocks = kv->num_blocks();
+  info.pinned = options.pin;
+  info.eos_token_ids = eos;
+
+  RuntimeParts& parts = loaded.parts;
+  parts.served_name = info.served_name;
+  parts.model = std::move(model);
+  parts.kv_cache = std::move(kv);
+  parts.tokenizer = std::move(tok);
+  parts.generation_defaults = DefaultsFrom(generation);
+  parts.eos_token_ids = std::move(eos);
+  parts.max_seq_len = max_seq_len;
+  parts.max_running = kMaxRunning;
+  return loaded;
+}
+
+}  // namespace kiln::engine
