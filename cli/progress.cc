@@ -26,6 +26,9 @@ std::string StageName(kiln::v1::LoadProgress::Stage stage) {
 std::string FormatProgressLine(const kiln::v1::LoadProgress& p, int width) {
   width = std::max(width, 20);
   std::string line = StageName(p.stage());
+  // Servers often phrase the message as "<stage> <detail>"; do not say the stage twice.
+  const bool message_names_stage = p.message().rfind(line, 0) == 0;
+  if (message_names_stage) line = p.message();
   std::string tail;
   const bool have_bytes = p.bytes_total() > 0;
   if (have_bytes) {
@@ -39,7 +42,7 @@ std::string FormatProgressLine(const kiln::v1::LoadProgress& p, int width) {
     tail += " " + std::to_string(p.tensors_done()) + "/" + std::to_string(p.tensors_total()) +
             " tensors";
   }
-  if (!p.message().empty()) tail += " " + p.message();
+  if (!p.message().empty() && !message_names_stage) tail += " " + p.message();
   if (have_bytes) {
     // The bar takes whatever room the text leaves, within sensible bounds.
     const int room = width - static_cast<int>(line.size() + tail.size()) - 3;

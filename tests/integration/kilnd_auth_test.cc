@@ -1,0 +1,156 @@
+// Bearer-token auth on the real kilnd: admin vs inference credentials (reliability.md §5),
+// through a plain gRPC client and through kilnctl --token / $KILN_TOKEN.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kiln/v1/kiln.grpc.pb.h"
+#include "tests/integration/grpc_clients.h"
+#include "tests/integration/kilnd_process.h"
+
+namespace kiln::testing {
+namespace {
+
+using ::grpc::health::v1::HealthCheckResponse;
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kAdminToken[] = "admin-7f3c9a";
+constexpr char kInferenceToken[] = "infer-51b2e0";
+
+class KilndAuthTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<TempDir>> dir = TempDir::Create("kilnd_auth");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = dir->release();
+    // Several lines = rotation: the second token of each file is the one used.
+    absl::StatusOr<std::string> admin =
+        dir_->WriteFile("admin_tokens", std::string("old-admin\n") + kAdminToken + "\n");
+    absl::StatusOr<std::string> inference = dir_->WriteFile(
+        "inference_tokens", std::string("old-infer\n") + kInferenceToken + "\n");
+    ASSERT_TRUE(admin.ok() && inference.ok());
+    absl::StatusOr<std::unique_ptr<KilndProcess>> p = KilndProcess::Start(
+        {KilndPath(),
+         {"--admin_token_file=" + *admin, "--inference_token_file=" + *inference}});
+    ASSERT_TRUE(p.ok()) << p.status();
+    kilnd_ = p->release();
+  }
+  static void TearDownTestSuite() {
+    delete kilnd_;
+    kilnd_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(kilnd_, nullptr);
+    channel_ = Connect(kilnd_->grpc_address());
+    stub_ = kiln::v1::Kiln::NewStub(channel_);
+  }
+
+  grpc::Status Info(const std::string& token) {
+    kiln::v1::ServerInfo info;
+    auto ctx = MakeContext(token);
+    return stub_->GetServerInfo(ctx.get(), {}, &info);
+  }
+  grpc::Status Load(const std::string& token) {
+    kiln::v1::LoadModelRequest request;
+    request.set_model("org/m");
+    auto ctx = MakeContext(token);
+    auto reader = stub_->LoadModel(ctx.get(), request);
+    kiln::v1::LoadModelEvent event;
+    while (reader->Read(&event)) {
+    }
+    return reader->Finish();
+  }
+  ProcessResult Kilnctl(std::vector<std::string> args, std::vector<std::string> env = {}) {
+    args.insert(args.begin(), {KilnctlPath(), "--addr=" + kilnd_->grpc_address()});
+    absl::StatusOr<ProcessResult> r = RunProcess(args, env, std::chrono::seconds(30));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ProcessResult{};
+  }
+
+  static TempDir* dir_;
+  static KilndProcess* kilnd_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<kiln::v1::Kiln::Stub> stub_;
+};
+TempDir* KilndAuthTest::dir_ = nullptr;
+KilndProcess* KilndAuthTest::kilnd_ = nullptr;
+
+TEST_F(KilndAuthTest, MissingOrUnknownTokenIsUnauthenticated) {
+  EXPECT_EQ(Info("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Info("wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Load("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  // A prefix of a valid token is not a valid token.
+  EXPECT_EQ(Info(std::string(kInferenceToken).substr(0, 5)).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // The token never comes back in the error.
+  const grpc::Status s = Info("wrong-secret-token");
+  EXPECT_THAT(s.error_message(), Not(HasSubstr("wrong-secret-token")));
+}
+
+TEST_F(KilndAuthTest, MalformedAuthorizationIsUnauthenticated) {
+  kiln::v1::ServerInfo info;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ctx.AddMetadata("authorization", std::string("Basic ") + kInferenceToken);
+  EXPECT_EQ(stub_->GetServerInfo(&ctx, {}, &info).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(KilndAuthTest, InferenceTokenCannotAdminister) {
+  EXPECT_TRUE(Info(kInferenceToken).ok());
+  EXPECT_TRUE(Info("old-infer").ok());  // rotation: every line is valid
+  EXPECT_EQ(Load(kInferenceToken).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  kiln::v1::UnloadModelRequest request;
+  request.set_served_name("m");
+  kiln::v1::UnloadModelResponse response;
+  auto ctx = MakeContext(kInferenceToken);
+  EXPECT_EQ(stub_->UnloadModel(ctx.get(), request, &response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(KilndAuthTest, AdminTokenPassesBothClasses) {
+  EXPECT_TRUE(Info(kAdminToken).ok());
+  // Past auth, the load fails for lack of a model, not for credentials.
+  EXPECT_THAT(Load(kAdminToken).error_code(),
+              AnyOf(grpc::StatusCode::UNIMPLEMENTED, grpc::StatusCode::NOT_FOUND));
+}
+
+TEST_F(KilndAuthTest, HealthAndMetricsNeedNoToken) {
+  // Kubelet probes and Prometheus scrapes carry no credentials.
+  HealthCheckResponse::ServingStatus status = HealthCheckResponse::UNKNOWN;
+  const grpc::Status s = HealthCheck(channel_, "", &status);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(status, HealthCheckResponse::SERVING);
+  absl::StatusOr<PromExposition> metrics = ScrapeMetrics(kilnd_->metrics_port());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+}
+
+TEST_F(KilndAuthTest, KilnctlTokenFlagAndEnvironment) {
+  ProcessResult r = Kilnctl({"info"}, {"KILN_TOKEN="});
+  EXPECT_EQ(r.exit_code, 16) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: UNAUTHENTICATED: "));
+
+  r = Kilnctl({"info", std::string("--token=") + kInferenceToken});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("version:"));
+
+  r = Kilnctl({"info"}, {std::string("KILN_TOKEN=") + kInferenceToken});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  // --token wins over the environment.
+  r = Kilnctl({"info", "--token=bogus"}, {std::string("KILN_TOKEN=") + kInferenceToken});
+  EXPECT_EQ(r.exit_code, 16) << r.err;
+
+  r = Kilnctl({"load", "org/m", std::string("--token=") + kInferenceToken});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("error: PERMISSION_DENIED: "));
+
+  r = Kilnctl({"load", "org/m", std::string("--token=") + kAdminToken});
+  EXPECT_THAT(r.exit_code, AnyOf(12, 5)) << r.err;
+}
+
+}  // namespace
+}  // namespace kiln::testing
