@@ -31,23 +31,17 @@ class LowercaseNormalizer : public Normalizer {
   }
 };
 
-// Prepend/Append only touch non-empty strings, as in `tokenizers`.
-class AffixNormalizer : public Normalizer {
+// Prepend only touches non-empty strings, as in `tokenizers`.
+class PrependNormalizer : public Normalizer {
  public:
-  AffixNormalizer(std::string affix, bool prepend) : affix_(std::move(affix)), prepend_(prepend) {}
+  explicit PrependNormalizer(std::string prefix) : prefix_(std::move(prefix)) {}
   absl::Status Normalize(std::string* s) const override {
-    if (s->empty()) return absl::OkStatus();
-    if (prepend_) {
-      s->insert(0, affix_);
-    } else {
-      s->append(affix_);
-    }
+    if (!s->empty()) s->insert(0, prefix_);
     return absl::OkStatus();
   }
 
  private:
-  std::string affix_;
-  bool prepend_;
+  std::string prefix_;
 };
 
 class ReplaceNormalizer : public Normalizer {
@@ -139,10 +133,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& j, st
   if (type == "NFKD") return std::make_unique<UnicodeNormalizer>(NormalForm::kNfkd);
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
   if (type == "StripAccents") return std::make_unique<StripAccentsNormalizer>();
-  if (type == "Prepend" || type == "Append") {
-    const std::string key = type == "Prepend" ? "prepend" : "append";
-    KILN_ASSIGN_OR_RETURN(std::string affix, GetString(j, key, path, ""));
-    return std::make_unique<AffixNormalizer>(std::move(affix), type == "Prepend");
+  if (type == "Prepend") {
+    KILN_ASSIGN_OR_RETURN(std::string prefix, GetString(j, "prepend", path, ""));
+    return std::make_unique<PrependNormalizer>(std::move(prefix));
   }
   if (type == "Replace") {
     const Json* pattern = Member(j, "pattern");

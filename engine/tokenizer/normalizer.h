@@ -1,4 +1,4 @@
-// tokenizer.json "normalizer": NFC/NFD/NFKC/NFKD, Lowercase, Prepend, Append, Replace, Strip,
+// tokenizer.json "normalizer": NFC/NFD/NFKC/NFKD, Lowercase, Prepend, Replace, Strip,
 // StripAccents, Sequence. Other types (BertNormalizer, Precompiled, Nmt, ...) are UNIMPLEMENTED.
 // Normalizers are immutable after construction and safe to use from several threads.
 #pragma once

@@ -156,31 +156,31 @@ absl::StatusOr<std::optional<std::string>> SpecialTokenContent(const Json& token
 }
 
 absl::StatusOr<std::vector<AddedToken>> NamedSpecialTokens(const Json& tokenizer_config) {
-  std::vector<const Json*> entries;
+  std::vector<std::pair<std::string, const Json*>> entries;
   for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
-    if (const Json* v = Member(tokenizer_config, key); v != nullptr) entries.push_back(v);
+    if (const Json* v = Member(tokenizer_config, key); v != nullptr) entries.emplace_back(key, v);
   }
   for (const char* key : {"additional_special_tokens", "extra_special_tokens"}) {
     const Json* list = Member(tokenizer_config, key);
     if (list == nullptr || !list->is_array()) continue;
-    for (const Json& v : *list) entries.push_back(&v);
+    for (const Json& v : *list) entries.emplace_back(key, &v);
   }
   std::vector<AddedToken> out;
-  for (const Json* v : entries) {
+  for (const auto& [key, v] : entries) {
     AddedToken t;
     t.special = true;
     if (v->is_string()) {
       t.content = v->get<std::string>();
     } else if (v->is_object()) {
-      const std::string path = "tokenizer_config.json special token";
+      const std::string path = "tokenizer_config.json." + key;
       KILN_ASSIGN_OR_RETURN(t.content, GetString(*v, "content", path, ""));
       KILN_ASSIGN_OR_RETURN(t.single_word, GetBool(*v, "single_word", path, false));
       KILN_ASSIGN_OR_RETURN(t.lstrip, GetBool(*v, "lstrip", path, false));
       KILN_ASSIGN_OR_RETURN(t.rstrip, GetBool(*v, "rstrip", path, false));
       KILN_ASSIGN_OR_RETURN(t.normalized, GetBool(*v, "normalized", path, false));
     } else {
-      return absl::InvalidArgumentError(
-          "tokenizer_config.json: a special token must be a string or an object");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tokenizer_config.json.", key, " must be a string, an object or null"));
     }
     if (!t.content.empty()) out.push_back(std::move(t));
   }

@@ -212,9 +212,100 @@ def decode_id_cases(ids_of, vocab_size, rng):
     return cases
 
 
+def component_variants(fams):
+    """Small pipelines around the trained vocabs, one component setting each."""
+    gpt2 = "gpt2"
+    llama = "mistral"
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+
+    def with_(base, **kw):
+        # Stored as overrides of <base>/tokenizer.json: top-level keys, or "model_<key>".
+        return {"base": base, "overrides": kw}
+
+    def split(pattern, behavior, invert=False):
+        return {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": pattern, "behavior": behavior, "invert": invert}, bl]}
+
+    def meta(scheme, split_):
+        return {"type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme, "split": split_}
+
+    v = {
+        "split_removed": with_(gpt2, pre_tokenizer=split({"Regex": r"\s+"}, "Removed")),
+        "split_merged_previous": with_(gpt2, pre_tokenizer=split({"Regex": r"[,.!?]"}, "MergedWithPrevious")),
+        "split_merged_next": with_(gpt2, pre_tokenizer=split({"String": " "}, "MergedWithNext")),
+        "split_contiguous": with_(gpt2, pre_tokenizer=split({"Regex": r"\p{N}"}, "Contiguous")),
+        "split_invert": with_(gpt2, pre_tokenizer=split({"Regex": r"\p{L}+"}, "Isolated", True)),
+        "split_empty_matches": with_(gpt2, pre_tokenizer=split({"Regex": r"o*"}, "Isolated")),
+        "split_lookbehind": with_(gpt2, pre_tokenizer=split({"Regex": r"(?<=e)\s"}, "Isolated")),
+        "digits_individual": with_(gpt2, pre_tokenizer={"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True}, bl]}),
+        "digits_contiguous": with_(gpt2, pre_tokenizer={"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": False}, bl]}),
+        "nfkc_lowercase": with_(gpt2, normalizer={"type": "Sequence", "normalizers": [
+            {"type": "NFKC"}, {"type": "Lowercase"}]}),
+        "nfd_strip_accents": with_(gpt2, normalizer={"type": "Sequence", "normalizers": [
+            {"type": "NFD"}, {"type": "StripAccents"}]}),
+        "nfkd": with_(gpt2, normalizer={"type": "NFKD"}),
+        "strip_replace_regex_prepend": with_(gpt2, normalizer={"type": "Sequence", "normalizers": [
+            {"type": "Strip", "strip_left": True, "strip_right": True},
+            {"type": "Replace", "pattern": {"Regex": r"\s+"}, "content": " "},
+            {"type": "Prepend", "prepend": "»"}]}),
+        "bytelevel_prefix_space": with_(gpt2, pre_tokenizer={"type": "ByteLevel", "add_prefix_space": True,
+                                                             "trim_offsets": True, "use_regex": True}),
+        "ignore_merges": with_(gpt2, model_ignore_merges=True),
+        "no_decoder": with_(gpt2, decoder=None),
+        "template_bos_eos": with_(gpt2, post_processor={
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                       {"SpecialToken": {"id": "<|pad|>", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]},
+                               "<|pad|>": {"id": "<|pad|>", "ids": [600], "tokens": ["<|pad|>"]}}}),
+        "roberta_processing": with_(gpt2, post_processor={
+            "type": "RobertaProcessing", "sep": ["<|pad|>", 600], "cls": ["<|endoftext|>", 0],
+            "trim_offsets": True, "add_prefix_space": False}),
+        "metaspace_always_split": with_(llama, pre_tokenizer=meta("always", True),
+                                        decoder=meta("always", True)),
+        "metaspace_first_split": with_(llama, pre_tokenizer=meta("first", True),
+                                       decoder=meta("first", True)),
+        "metaspace_never_nosplit": with_(llama, pre_tokenizer=meta("never", False),
+                                         decoder=meta("never", False)),
+        "metaspace_legacy_fields": with_(llama, pre_tokenizer={"type": "Metaspace", "replacement": "▁",
+                                                               "add_prefix_space": True},
+                                         decoder={"type": "Metaspace", "replacement": "▁",
+                                                  "add_prefix_space": True}),
+        "unk_fused": with_(llama, model_byte_fallback=False, model_fuse_unk=True),
+        "unk_not_fused": with_(llama, model_byte_fallback=False, model_fuse_unk=False),
+        "strip_decoder": with_(llama, decoder={"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"},
+            {"type": "Strip", "content": " ", "start": 2, "stop": 0}]}),
+    }
+    return v
+
+
 def main():
     rng = random.Random(7)
-    for name, (data, config, bos, eos, extra) in families().items():
+    fams = families()
+    texts = [t for t in hard_strings("<s>", "</s>", "<|endoftext|>") if len(t) < 120]
+    comps = []
+    for name, variant in component_variants(fams).items():
+        tj = json.loads(json.dumps(fams[variant["base"]][0]))
+        for k, val in variant["overrides"].items():
+            if k.startswith("model_"):
+                tj["model"][k[len("model_"):]] = val
+            else:
+                tj[k] = val
+        tok = Tokenizer.from_str(json.dumps(tj))
+        cases = []
+        for t in texts:
+            ids = tok.encode(t).ids
+            cases.append({"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
+        comps.append({"name": name, "base": variant["base"], "overrides": variant["overrides"],
+                      "cases": cases})
+    with open(os.path.join(HERE, "components.json"), "w", encoding="utf-8") as f:
+        json.dump({"texts": texts, "variants": comps}, f, ensure_ascii=False, separators=(",", ":"),
+                  sort_keys=True)
+    for name, (data, config, bos, eos, extra) in fams.items():
         d = os.path.join(HERE, name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
