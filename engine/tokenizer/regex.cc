@@ -34,6 +34,42 @@ std::string Pcre2Message(int code) {
   return std::string(reinterpret_cast<const char*>(buf));
 }
 
+// Oniguruma's (and Rust's) \s is the White_Space property; PCRE2's UCP \s also matches U+180E
+// (MONGOLIAN VOWEL SEPARATOR, no longer a space since Unicode 6.3). Spell \s out so both agree.
+// \S inside a character class is left alone (no flat spelling exists; no real pattern uses it).
+std::string TranslatePattern(std::string_view pattern) {
+  constexpr std::string_view kSpaces = "\\x{9}-\\x{d}\\x{85}\\p{Z}";
+  std::string out;
+  out.reserve(pattern.size() + 16);
+  bool in_class = false;
+  size_t class_start = 0;  // index in `pattern` just after '[' or '[^'
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[i + 1];
+      if (e == 's') {
+        out += in_class ? std::string(kSpaces) : "[" + std::string(kSpaces) + "]";
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + std::string(kSpaces) + "]";
+      } else {
+        out.push_back(c);
+        out.push_back(e);
+      }
+      ++i;
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      class_start = i + 1;
+      if (class_start < pattern.size() && pattern[class_start] == '^') ++class_start;
+    } else if (in_class && c == ']' && i != class_start) {
+      in_class = false;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Regex::Impl {
@@ -59,7 +95,8 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, 
   re->owner_ = std::move(owner);
   int error = 0;
   PCRE2_SIZE offset = 0;
-  re->impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+  const std::string translated = TranslatePattern(pattern);
+  re->impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                                   PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   if (re->impl_->code == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(re->owner_, ": regex '", ToAbsl(pattern),

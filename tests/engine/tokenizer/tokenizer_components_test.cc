@@ -5,6 +5,7 @@
 // and the ids/decodes tokenizers 0.23.3 produced on the corpus. Plus the regex budget.
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/tokenizer/tokenizer.h"
@@ -129,6 +130,32 @@ TEST(TokenizerComponents, LongInputsStayWithinBudgetAndTime) {
     EXPECT_FALSE(ids->empty());
     EXPECT_LT(elapsed, std::chrono::seconds(10)) << "unit '" << unit << "'";
   }
+}
+
+TEST(TokenizerComponents, ConcurrentEncodesAgree) {
+  // One Tokenizer shared by several threads (the per-thread JIT stack and per-call match data
+  // make Encode reentrant) gives every thread the single-threaded answer.
+  auto tok = Tokenizer::FromDirectory(TestdataDir("qwen2"));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const Json ref = LoadJson(TestdataDir("qwen2") + "/reference.json");
+  std::vector<std::string> texts;
+  for (const Json& t : ref["texts"]) texts.push_back(t.get<std::string>());
+  std::vector<std::vector<int32_t>> want;
+  for (const std::string& t : texts) want.push_back(*(*tok)->Encode(t, true));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 20; ++round) {
+        for (size_t i = 0; i < texts.size(); ++i) {
+          auto ids = (*tok)->Encode(texts[i], true);
+          if (!ids.ok() || *ids != want[i]) ++mismatches[w];
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 }  // namespace

@@ -72,7 +72,7 @@ def hard_strings(bos, eos, extra_special):
         f"<{eos}>", f"{eos[:-1]}",
         "word", "a word here", "sword words", "word_x x_word", "\u00e9word word2 2word", "<mask> x  <mask>",
         "[R]  y [R]", "Hello hello HELLO", "tokenizer model tokenizer  model", "wo wow two", "  <mask>",
-        "\u0130I\u0131i \u03a3\u03c3\u03c2 \u212a", "'s's'S 'LL 'Ll", "x\u00ad\u034fy",
+        "\u0130I\u0131i \u03a3\u03c3\u03c2 \u212a", "a \u202f\u180e\r\u1680 b\u180e  \u180e", "'s's'S 'LL 'Ll", "x\u00ad\u034fy",
         mixed_text(),
     ]
     return s
