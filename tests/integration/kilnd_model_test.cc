@@ -109,9 +109,23 @@ TEST_F(KilndModelTest, PlainClientLoadGenerateUnload) {
   EXPECT_EQ(ready->architecture(), "LlamaForCausalLM");
   EXPECT_EQ(ready->dtype(), kiln::v1::DTYPE_FLOAT32);
 
-  HealthCheckResponse::ServingStatus health = HealthCheckResponse::UNKNOWN;
-  ASSERT_TRUE(HealthCheck(channel_, "model/llama_tiny", &health).ok());
-  EXPECT_EQ(health, HealthCheckResponse::SERVING);
+  // Per-model health is published asynchronously (server/health.h queues updates), so it
+  // may trail the ready event briefly: watch it until SERVING, within a bounded deadline.
+  {
+    grpc::health::v1::Health::Stub health(channel_);
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("model/llama_tiny");
+    auto wctx = MakeContext("", std::chrono::seconds(10));
+    auto watch = health.Watch(wctx.get(), request);
+    grpc::health::v1::HealthCheckResponse response;
+    bool serving = false;
+    while (!serving && watch->Read(&response)) {
+      serving = response.status() == HealthCheckResponse::SERVING;
+    }
+    wctx->TryCancel();
+    watch->Finish();
+    EXPECT_TRUE(serving) << "model/llama_tiny never became SERVING";
+  }
 
   // Token-id prompt and text prompt (tokenized server-side, special tokens added) must both
   // give transformers' greedy continuation.
