@@ -42,19 +42,26 @@ std::string FormatProgressLine(const kiln::v1::LoadProgress& p, int width) {
     tail += " " + std::to_string(p.tensors_done()) + "/" + std::to_string(p.tensors_total()) +
             " tensors";
   }
-  if (!p.message().empty() && !message_names_stage) tail += " " + p.message();
   if (have_bytes) {
-    // The bar takes whatever room the text leaves, within sensible bounds.
-    const int room = width - static_cast<int>(line.size() + tail.size()) - 3;
-    const int bar = std::clamp(room, 0, 40);
+    // The bar takes the room the stage and numbers leave; the free-form message (e.g. the
+    // tensor being loaded) comes last and is what gets cut on a narrow terminal.
+    const int message_room = p.message().empty() || message_names_stage ? 0 : 16;
+    const int room = width - static_cast<int>(line.size() + tail.size()) - 3 - message_room;
+    const int bar = std::clamp(room, 0, 30);
     if (bar >= 5) {
       const int64_t done = std::clamp<int64_t>(p.bytes_done(), 0, p.bytes_total());
       const int filled = static_cast<int>(done * bar / p.bytes_total());
       line += " [" + std::string(filled, '#') + std::string(bar - filled, '.') + "]";
     }
   }
+  if (!p.message().empty() && !message_names_stage) tail += " " + p.message();
   line += tail;
-  if (static_cast<int>(line.size()) > width) line.resize(width);
+  if (static_cast<int>(line.size()) > width) {
+    // Cut on a UTF-8 character boundary (server messages may hold non-ASCII names).
+    size_t cut = static_cast<size_t>(width);
+    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+    line.resize(cut);
+  }
   return line;
 }
 

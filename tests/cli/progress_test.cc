@@ -32,6 +32,20 @@ TEST(FormatProgressLine, BarFillsTheWidth) {
   EXPECT_EQ(line.size(), 80u);
 }
 
+TEST(FormatProgressLine, MessageKeepsSomeRoomAndIsCutAtTheEdge) {
+  kiln::v1::LoadProgress p =
+      Progress(kiln::v1::LoadProgress::STAGE_LOADING_WEIGHTS, 1024, 2048, 1, 2);
+  p.set_message("model.layers.0.self_attn.q_proj.weight");
+  // 80 columns: 29 free for the bar, 16 of them kept for the message → a 13-cell bar.
+  const std::string full = "loading weights [" + std::string(6, '#') + std::string(7, '.') +
+                           "]  50% 1.0 KiB/2.0 KiB 1/2 tensors model.layers.0.self_attn.q_proj.weight";
+  EXPECT_EQ(FormatProgressLine(p, 80), full.substr(0, 80));
+  // Never split a UTF-8 character: "é" is two bytes straddling column 20.
+  kiln::v1::LoadProgress u = Progress(kiln::v1::LoadProgress::STAGE_RESOLVING, 0, 0);
+  u.set_message(std::string(9, 'a') + "\xc3\xa9");
+  EXPECT_EQ(FormatProgressLine(u, 20), "resolving " + std::string(9, 'a'));
+}
+
 TEST(FormatProgressLine, NoTotalsNoBar) {
   kiln::v1::LoadProgress p = Progress(kiln::v1::LoadProgress::STAGE_RESOLVING, 0, 0);
   p.set_message("org/m");
