@@ -275,7 +275,9 @@ int Run(int argc, char** argv) {
   const bool idle =
       (*server)->WaitForIdle(absl::Now() + absl::Seconds(config->drain_timeout_s));
   logger->Log(LogLevel::kInfo, "drain_end", {{"idle", idle ? "true" : "false"}});
-  (*server)->Shutdown();
+  // Once idle, what remains open are streams that never end by themselves (health Watch):
+  // no grace for them. Otherwise give the UNAVAILABLE statuses time to reach their clients.
+  (*server)->Shutdown(idle ? absl::ZeroDuration() : absl::Seconds(5));
   if (preloader.joinable()) preloader.join();
   server->reset();
   // A restart must not find the old ports (E5: no stale files after a clean exit).

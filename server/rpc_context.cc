@@ -18,6 +18,20 @@ ServiceContext::ServiceContext(std::shared_ptr<engine::Engine> engine, const Aut
       build_(std::move(build)),
       start_time_(absl::Now()) {}
 
+void ServiceContext::SetHealth(std::weak_ptr<HealthPublisher> health) {
+  absl::MutexLock lock(&mu_);
+  health_ = std::move(health);
+}
+
+void ServiceContext::FlushHealth() const {
+  std::shared_ptr<HealthPublisher> health;
+  {
+    absl::MutexLock lock(&mu_);
+    health = health_.lock();
+  }
+  if (health) health->Flush();
+}
+
 void ServiceContext::SetDraining() {
   absl::MutexLock lock(&mu_);
   draining_ = true;

@@ -13,6 +13,7 @@
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/status.h"
 #include "server/auth.h"
+#include "server/health.h"
 #include "server/logger.h"
 #include "server/metrics.h"
 #include "server/proto_convert.h"
@@ -45,6 +46,12 @@ class ServiceContext {
   void SetDraining();
   bool draining() const;
 
+  // The health publisher, once the server has one. FlushHealth() blocks until every health
+  // update queued so far is applied: a LoadModel stream calls it before it sends `ready`, so a
+  // client that saw `ready` also sees model/<name> SERVING.
+  void SetHealth(std::weak_ptr<HealthPublisher> health);
+  void FlushHealth() const;
+
   // Counts RPCs of this service that have started and not finished.
   void RpcBegin();
   void RpcEnd();
@@ -63,6 +70,7 @@ class ServiceContext {
   const absl::Time start_time_;
   mutable absl::Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::weak_ptr<HealthPublisher> health_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -113,6 +113,7 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
   }
   s->health_ = std::make_shared<HealthPublisher>(s->server_->GetHealthCheckService());
   s->health_->SetServing(start_serving);
+  s->context_->SetHealth(s->health_);
   // Weak: the engine may outlive this server (and call late); updates then go nowhere.
   s->engine_->SetModelStateObserver(
       [weak = std::weak_ptr<HealthPublisher>(s->health_)](const std::string& name,

@@ -249,6 +249,9 @@ class LoadModelReactor final
     for (size_t i = 0; i < events.size(); ++i) {
       const bool progress = std::holds_alternative<engine::LoadProgressEvent>(events[i]);
       if (progress && i != *last_progress) continue;
+      // The engine reported the model ready before it pushed this event; make that visible
+      // in health before the client learns of it.
+      if (!progress) service_->FlushHealth();
       v1::LoadModelEvent event;
       ToProto(events[i], &event);
       pending->push_back(std::move(event));
