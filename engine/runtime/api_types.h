@@ -213,6 +213,21 @@ struct DeviceReport {
   int64_t budget_bytes = 0;
 };
 
+// A resident model's scheduler and KV state (Engine::GetModelStats): what tests assert at idle
+// (free == total, nothing running or waiting) and what the metrics export.
+struct ModelStats {
+  int32_t running = 0;    // in the step's batch (incl. paused slow readers)
+  int32_t waiting = 0;    // queued, incl. preempted ones
+  int32_t in_flight = 0;  // submitted, stream not yet finished
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_free = 0;    // incl. evictable prefix-cache blocks
+  int64_t kv_blocks_cached = 0;  // blocks holding reusable prefix content
+  int64_t preemptions = 0;
+  int64_t prefix_cache_queries = 0;  // prompt tokens looked up
+  int64_t prefix_cache_hits = 0;     // prompt tokens served from the cache
+  int64_t steps = 0;                 // forward passes run
+};
+
 struct EngineInfo {
   bool cuda_built = false;
   std::vector<DeviceReport> devices;

@@ -61,6 +61,13 @@ class Engine {
 
   virtual EngineInfo GetInfo() = 0;
 
+  // Scheduler/KV counters of a ready model (NOT_FOUND when unknown). The default says
+  // UNIMPLEMENTED, so engines that predate it (fakes) need not care.
+  virtual absl::StatusOr<ModelStats> GetModelStats(const std::string& served_name) {
+    return absl::UnimplementedError("GetModelStats: not supported by this engine (" +
+                                    served_name.substr(0, 64) + ")");
+  }
+
   // Registers the observer for model state changes (one; replaces any previous).
   virtual void SetModelStateObserver(ModelStateObserver observer) = 0;
 

@@ -30,6 +30,14 @@ struct EngineLimits {
   int64_t max_vocab_size = 1 << 20;
   int32_t max_adapter_rank = 256;
   int32_t max_loaded_models = 8;
+  // Serving at load (engine/sched, engine/kv), per model.
+  int32_t max_running_requests = 16;       // sequences in one step's batch
+  int32_t max_batched_tokens = 2048;       // new tokens in one step's batch (prefill chunks + decodes)
+  bool enable_chunked_prefill = true;      // split long prompts over steps, mixed with decodes
+  int32_t kv_block_size_tokens = 16;
+  // A stream whose buffer stays full (the client stopped reading) this long is ended with
+  // RESOURCE_EXHAUSTED; meanwhile its request pauses and nobody else waits for it.
+  int64_t stream_stall_timeout_ms = 30000;
 };
 
 struct EngineOptions {

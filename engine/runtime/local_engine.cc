@@ -13,6 +13,7 @@
 #include "engine/io/model_store.h"
 #include "engine/model/model_config.h"
 #include "engine/runtime/engine_factory.h"
+#include "engine/runtime/engine_metrics.h"
 #include "engine/runtime/model_loader.h"
 #include "engine/runtime/model_runtime.h"
 #include "kernels/backend_factory.h"
@@ -30,6 +31,7 @@ class LocalEngine final : public Engine {
         backend_(std::move(backend)),
         store_(options_.model_roots,
                options_.hub_cache.empty() ? ModelStore::DefaultHubCache() : options_.hub_cache),
+        metrics_(options_.metrics_registry),
         control_(options_.num_control_threads) {}
 
   ~LocalEngine() override { Shutdown(); }
@@ -66,7 +68,9 @@ class LocalEngine final : public Engine {
       }
       runtime = std::move(it->second.runtime);
       models_.erase(it);  // new requests get NOT_FOUND from here on
+      PublishModelCountLocked();
     }
+    metrics_.RemoveModel(served_name);
     Notify(served_name, ModelState::kUnloading);
     if (!runtime) {  // a failed load: nothing resident
       done(UnloadResult{});
@@ -132,6 +136,12 @@ class LocalEngine final : public Engine {
     return (*runtime)->Submit(std::move(request));
   }
 
+  absl::StatusOr<ModelStats> GetModelStats(const std::string& served_name) override {
+    absl::StatusOr<std::shared_ptr<ModelRuntime>> runtime = RequireReady(served_name);
+    if (!runtime.ok()) return runtime.status();
+    return (*runtime)->stats();
+  }
+
   absl::StatusOr<TokenizeResult> Tokenize(const std::string& model, const std::string& text,
                                           bool add_special_tokens) override {
     absl::StatusOr<std::shared_ptr<ModelRuntime>> runtime = RequireReady(model);
@@ -166,6 +176,7 @@ class LocalEngine final : public Engine {
       cpu.weight_bytes += entry.info.weight_bytes;
       cpu.kv_cache_bytes += entry.info.kv_cache_bytes;
     }
+    metrics_.SetDeviceMemory(cpu);
     info.devices.push_back(cpu);
     return info;
   }
@@ -254,6 +265,7 @@ class LocalEngine final : public Engine {
     };
     absl::StatusOr<LoadedModel> loaded =
         LoadResidentModel(options, store_, options_.limits, *backend_, progress);
+    metrics_.ModelLoaded(loaded.ok(), absl::ToDoubleSeconds(absl::Now() - start));
     if (!loaded.ok()) {
       {
         absl::MutexLock lock(&mu_);
@@ -269,7 +281,8 @@ class LocalEngine final : public Engine {
     }
     loaded->info.served_name = name;
     loaded->info.load_duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
-    auto runtime = std::make_shared<ModelRuntime>(std::move(loaded->parts), options_.limits);
+    auto runtime = std::make_shared<ModelRuntime>(std::move(loaded->parts), options_.limits,
+                                                  metrics_.ForModel(name));
     {
       absl::MutexLock lock(&mu_);
       auto it = models_.find(name);
@@ -280,7 +293,9 @@ class LocalEngine final : public Engine {
         return;
       }
       it->second = Entry{.info = loaded->info, .runtime = runtime};
+      PublishModelCountLocked();
     }
+    metrics_.SetModelWeightBytes(name, loaded->info.weight_bytes);
     Notify(name, ModelState::kReady);
     stream->Push(loaded->info);
     stream->Finish(absl::OkStatus());
@@ -305,6 +320,12 @@ class LocalEngine final : public Engine {
     return NotFound(name);
   }
 
+  void PublishModelCountLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int ready = 0;
+    for (const auto& [n, e] : models_) ready += e.runtime != nullptr;
+    metrics_.SetModelsLoaded(ready);
+  }
+
   void Notify(const std::string& name, ModelState state) {
     absl::MutexLock lock(&observer_mu_);
     if (observer_) observer_(name, state);
@@ -314,6 +335,7 @@ class LocalEngine final : public Engine {
   std::unique_ptr<kernels::Backend> backend_;
   const ModelStore store_;
   std::atomic<bool> draining_{false};
+  EngineMetrics metrics_;
 
   absl::Mutex mu_;
   std::map<std::string, Entry> models_ ABSL_GUARDED_BY(mu_);

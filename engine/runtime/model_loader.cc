@@ -20,9 +20,7 @@
 namespace kiln::engine {
 namespace {
 
-constexpr int32_t kKvBlockSize = 16;
 constexpr int64_t kDefaultKvCacheBytes = int64_t{512} << 20;
-constexpr int32_t kMaxRunning = 16;
 
 using Stage = LoadProgressEvent::Stage;
 
@@ -220,25 +218,32 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
                         LoadCausalLm(config, *checkpoint, load_options, backend));
   checkpoint.reset();  // weights were copied into backend memory; drop the maps
 
-  // KV cache: fp32 K and V per layer.
+  // KV cache (the pool engine/kv manages): fp32 K and V per layer. The budget is LoadModel's
+  // kv_cache_bytes when given (exactly what the caller asked for; a request that cannot fit
+  // it is refused at Submit), else enough for max_running full-length sequences capped at
+  // kDefaultKvCacheBytes — but never less than one full-length sequence, so every request
+  // the model admits can run (preemption shares the rest).
+  const int32_t kv_block_size = std::max(1, limits.kv_block_size_tokens);
+  const int32_t max_running = std::max(1, limits.max_running_requests);
   const int64_t bytes_per_token =
       2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 4;
-  const int64_t bytes_per_block = bytes_per_token * kKvBlockSize;
-  int64_t kv_bytes = options.kv_cache_bytes;
-  if (kv_bytes == 0) {
-    const int64_t wanted = bytes_per_token * max_seq_len * kMaxRunning;
-    kv_bytes = std::min(kDefaultKvCacheBytes, wanted);
+  const int64_t bytes_per_block = bytes_per_token * kv_block_size;
+  const int64_t blocks_per_sequence = (max_seq_len + kv_block_size - 1) / kv_block_size;
+  int64_t num_blocks = options.kv_cache_bytes / bytes_per_block;
+  if (options.kv_cache_bytes == 0) {
+    const int64_t wanted = blocks_per_sequence * max_running;
+    num_blocks = std::max(std::min(kDefaultKvCacheBytes / bytes_per_block, wanted),
+                          blocks_per_sequence);
   }
-  const int64_t num_blocks = kv_bytes / bytes_per_block;
   if (num_blocks < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: ", kv_bytes,
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: ", options.kv_cache_bytes,
                                                    " is less than one KV block (",
                                                    bytes_per_block, " bytes)"));
   }
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
                         model->CreateKvCache({.num_blocks = static_cast<int32_t>(
                                                   std::min<int64_t>(num_blocks, INT32_MAX)),
-                                              .block_size = kKvBlockSize}));
+                                              .block_size = kv_block_size}));
 
   report(Stage::kWarmingUp, "warm-up forward pass");
   {
@@ -274,6 +279,7 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   info.kv_cache_bytes = static_cast<int64_t>(kv->bytes());
   info.kv_block_size_tokens = kv->block_size();
   info.kv_num_blocks = kv->num_blocks();
+  info.prefix_caching = !options.disable_prefix_caching;
   info.pinned = options.pin;
   info.eos_token_ids = eos;
 
@@ -285,7 +291,8 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   parts.generation_defaults = DefaultsFrom(generation);
   parts.eos_token_ids = std::move(eos);
   parts.max_seq_len = max_seq_len;
-  parts.max_running = kMaxRunning;
+  parts.max_running = max_running;
+  parts.enable_prefix_caching = !options.disable_prefix_caching;
   return loaded;
 }
 

@@ -1,3 +1,5 @@
+// ModelRuntime lifecycle: Submit, the loop, reaping, finishing. The step itself (plan,
+// forward, sample, emit) is in model_step.cc.
 #include "engine/runtime/model_runtime.h"
 
 #include <algorithm>
@@ -10,8 +12,14 @@
 namespace kiln::engine {
 namespace {
 
-int32_t BlocksFor(int64_t tokens, int32_t block_size) {
-  return static_cast<int32_t>((tokens + block_size - 1) / block_size);
+// How often a loop whose only work is paused streams looks at them again.
+constexpr absl::Duration kStalledPollInterval = absl::Milliseconds(2);
+
+sched::SchedulerConfig SchedConfig(const RuntimeParts& parts, const EngineLimits& limits) {
+  return sched::SchedulerConfig{.max_running = std::max(1, parts.max_running),
+                                .max_batched_tokens = std::max(1, limits.max_batched_tokens),
+                                .chunked_prefill = limits.enable_chunked_prefill,
+                                .block_size = parts.kv_cache->block_size()};
 }
 
 }  // namespace
@@ -22,18 +30,16 @@ std::string ModelRuntime::TokenText(int32_t token_id) const {
   return text.ok() ? *std::move(text) : std::string();
 }
 
-namespace {
-
-int64_t MillisBetween(absl::Time from, absl::Time to) {
-  return absl::ToInt64Milliseconds(to - from);
-}
-
-}  // namespace
-
-ModelRuntime::ModelRuntime(RuntimeParts parts, const EngineLimits& limits)
+ModelRuntime::ModelRuntime(RuntimeParts parts, const EngineLimits& limits,
+                           std::unique_ptr<ModelMetrics> metrics)
     : parts_(std::move(parts)),
       limits_(limits),
-      block_pool_(parts_.kv_cache->num_blocks()) {
+      sched_config_(SchedConfig(parts_, limits_)),
+      blocks_({.num_blocks = parts_.kv_cache->num_blocks(),
+               .block_size = parts_.kv_cache->block_size(),
+               .enable_prefix_caching = parts_.enable_prefix_caching}),
+      metrics_(metrics ? std::move(metrics) : EngineMetrics(nullptr).ForModel(parts_.served_name)) {
+  PublishStats();
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -49,13 +55,15 @@ absl::StatusOr<std::shared_ptr<GenerateStream>> ModelRuntime::Submit(GenerateReq
       .max_seq_len = parts_.max_seq_len,
   };
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Request> r, BuildRequest(std::move(request), context));
-  const int32_t blocks_needed = BlocksFor(r->MaxTokens(), parts_.kv_cache->block_size());
-  if (blocks_needed > block_pool_.num_blocks()) {
+  const int32_t block_size = parts_.kv_cache->block_size();
+  const int32_t blocks_needed = sched::BlocksFor(r->MaxTokens(), block_size);
+  if (blocks_needed > blocks_.num_blocks()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "request needs ", r->MaxTokens(), " tokens of KV cache (", blocks_needed,
-        " blocks) but the model's whole cache has ", block_pool_.num_blocks(), " blocks of ",
-        parts_.kv_cache->block_size(), " tokens"));
+        " blocks) but the model's whole cache has ", blocks_.num_blocks(), " blocks of ",
+        block_size, " tokens"));
   }
+  r->root_hash = kv::BlockManager::RootHash(parts_.served_name, r->adapter, r->cache_salt);
   r->stream = std::make_shared<GenerateStream>(
       static_cast<size_t>(std::max(1, limits_.max_stream_buffer_events)));
   std::shared_ptr<GenerateStream> stream = r->stream;
@@ -79,6 +87,21 @@ int ModelRuntime::in_flight() const {
   return in_flight_;
 }
 
+ModelStats ModelRuntime::stats() const {
+  absl::MutexLock lock(&mu_);
+  // A stream that ended was finished inside a step that publishes right after: wait for that
+  // snapshot so "my stream ended" implies "its blocks show as free" for the caller.
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](const ModelRuntime* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+                             return self->published_finishes_ >= self->finishes_ || self->stopping_;
+                           },
+                           this),
+                       absl::Seconds(5));
+  ModelStats s = stats_;
+  s.in_flight = in_flight_;
+  return s;
+}
+
 bool ModelRuntime::WaitUntilIdle(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithTimeout(
@@ -99,14 +122,19 @@ void ModelRuntime::Stop(absl::Status reason) {
   if (thread_.joinable()) thread_.join();
 }
 
-bool ModelRuntime::TakeInbox(bool block) {
+bool ModelRuntime::TakeInbox(bool block, std::optional<absl::Duration> max_wait) {
   absl::MutexLock lock(&mu_);
   if (block) {
-    mu_.Await(absl::Condition(
+    const absl::Condition ready(
         +[](ModelRuntime* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
           return self->stopping_ || !self->inbox_.empty();
         },
-        this));
+        this);
+    if (max_wait.has_value()) {
+      mu_.AwaitWithTimeout(ready, *max_wait);
+    } else {
+      mu_.Await(ready);
+    }
   }
   if (stopping_) return false;
   while (!inbox_.empty()) {
@@ -117,12 +145,20 @@ bool ModelRuntime::TakeInbox(bool block) {
 }
 
 void ModelRuntime::Loop() {
+  bool progressed = true;
   while (true) {
     const bool idle = running_.empty() && waiting_.empty();
-    if (!TakeInbox(/*block=*/idle)) break;
+    // Nothing runnable (only paused slow readers, or requests waiting on them for blocks):
+    // look again shortly instead of spinning.
+    const bool blocked = !idle && !progressed;
+    if (!TakeInbox(/*block=*/idle || blocked,
+                   blocked ? std::optional<absl::Duration>(kStalledPollInterval) : std::nullopt)) {
+      break;
+    }
     ReapCancelledAndExpired();
-    Admit();
-    if (!running_.empty()) Step();
+    FlushPending();
+    progressed = Step();
+    PublishStats();
   }
   absl::Status reason;
   {
@@ -134,17 +170,28 @@ void ModelRuntime::Loop() {
     }
   }
   FailAll(reason);
+  PublishStats();
 }
 
 void ModelRuntime::ReapCancelledAndExpired() {
   const absl::Time now = absl::Now();
+  const absl::Duration stall_timeout = absl::Milliseconds(limits_.stream_stall_timeout_ms);
   auto reap = [&](Request& r) -> bool {
     if (r.stream->cancelled()) {
-      Finish(r, absl::CancelledError("request cancelled by the client"));
+      Finish(r, absl::CancelledError("request cancelled by the client"), FinishKind::kCancelled);
       return true;
     }
     if (r.deadline.has_value() && now >= *r.deadline) {
-      Finish(r, absl::DeadlineExceededError("request deadline exceeded"));
+      Finish(r, absl::DeadlineExceededError("request deadline exceeded"), FinishKind::kDeadline);
+      return true;
+    }
+    if (r.stalled_since.has_value() && now - *r.stalled_since >= stall_timeout) {
+      Finish(r,
+             absl::ResourceExhaustedError(absl::StrCat(
+                 "client is not reading: ", limits_.max_stream_buffer_events,
+                 " responses buffered for ", limits_.stream_stall_timeout_ms,
+                 " ms (max_stream_buffer_events, stream_stall_timeout_ms)")),
+             FinishKind::kCancelled);
       return true;
     }
     return false;
@@ -158,148 +205,68 @@ void ModelRuntime::ReapCancelledAndExpired() {
   std::erase_if(running_, [&](std::unique_ptr<Request>& r) { return reap(*r); });
 }
 
-void ModelRuntime::Admit() {
-  // FCFS: the head of the queue waits for blocks rather than being overtaken, so a long
-  // request is never starved by a stream of short ones.
-  while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < parts_.max_running) {
-    Request& r = *waiting_.front();
-    const int32_t needed = BlocksFor(r.MaxTokens(), parts_.kv_cache->block_size());
-    absl::StatusOr<std::vector<int32_t>> blocks = block_pool_.Allocate(needed);
-    if (!blocks.ok()) break;  // not enough free blocks yet
-    r.blocks = *std::move(blocks);
-    r.admitted_at = absl::Now();
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
-    absl::MutexLock lock(&mu_);
-    --num_waiting_;
-  }
-}
-
-void ModelRuntime::Step() {
-  ForwardBatch batch;
-  std::vector<int32_t> last_token(running_.size());
-  for (size_t i = 0; i < running_.size(); ++i) {
-    Request& r = *running_[i];
-    SequenceInput seq;
-    if (!r.prefilled) {
-      seq.token_ids = r.prompt_ids;
-      seq.start_pos = 0;
-    } else {
-      last_token[i] = r.generated_ids.back();
-      seq.token_ids = std::span<const int32_t>(&last_token[i], 1);
-      seq.start_pos = static_cast<int32_t>(r.prompt_ids.size() + r.generated_ids.size() - 1);
-    }
-    seq.block_table = r.blocks;
-    batch.sequences.push_back(seq);
-  }
-  ForwardOutput out;
-  const absl::Status forward = parts_.model->Forward(batch, *parts_.kv_cache, &out);
-  if (!forward.ok()) {
-    // Inputs were validated at Submit, so a failing forward is an engine fault: fail the
-    // batch, keep serving others.
-    const absl::Status status(forward.code() == absl::StatusCode::kInvalidArgument
-                                  ? absl::StatusCode::kInternal
-                                  : forward.code(),
-                              absl::StrCat("forward pass failed: ", forward.message()));
-    for (auto& r : running_) Finish(*r, status);
-    running_.clear();
-    return;
-  }
-
+void ModelRuntime::FlushPending() {
   const absl::Time now = absl::Now();
-  std::vector<std::unique_ptr<Request>> still_running;
-  still_running.reserve(running_.size());
-  for (size_t i = 0; i < running_.size(); ++i) {
-    Request& r = *running_[i];
-    r.prefilled = true;
-    absl::StatusOr<sample::SampleResult> sampled = r.sampler->Sample(out.Last(i));
-    if (!sampled.ok()) {
-      Finish(r, sampled.status());
-      continue;
-    }
-    const int32_t token = sampled->token_id;
-    r.generated_ids.push_back(token);
-    if (!r.first_token_at.has_value()) r.first_token_at = now;
-
-    absl::StatusOr<std::string> delta = r.detokenizer->Push(token);
-    // The last token a request can produce releases what the detokenizer held back (an
-    // incomplete character becomes U+FFFD, as the offline decode renders it).
-    if (delta.ok() && static_cast<int32_t>(r.generated_ids.size()) >= r.max_new_tokens) {
-      absl::StatusOr<std::string> rest = r.detokenizer->Flush();
-      if (rest.ok()) {
-        *delta += *rest;
-      } else {
-        delta = rest.status();
-      }
-    }
-    if (!delta.ok()) {
-      Finish(r, delta.status());
-      continue;
-    }
-    sample::StopUpdate update = r.stop_checker->Append(token, *delta);
-    GenerateChunk chunk;
-    chunk.text = std::move(update.text);
-    chunk.token_ids.push_back(token);
-    if (sampled->logprobs.has_value()) {
-      TokenLogprobs lp = *std::move(sampled->logprobs);
-      lp.sampled.text = TokenText(lp.sampled.token_id);
-      for (TokenLogprob& alt : lp.top) alt.text = TokenText(alt.token_id);
-      chunk.logprobs.push_back(std::move(lp));
-    }
-    if (update.finish.has_value()) {
-      GenerateChunk::Finish finish;
-      finish.reason = *update.finish;
-      finish.matched_stop = update.matched_stop;
-      if (update.matched_stop_token_id.has_value()) {
-        finish.matched_stop = TokenText(*update.matched_stop_token_id);
-      }
-      finish.usage.prompt_tokens = static_cast<int32_t>(r.prompt_ids.size());
-      finish.usage.completion_tokens = static_cast<int32_t>(r.generated_ids.size());
-      finish.timing.queue_ms = MillisBetween(r.submitted_at, r.admitted_at.value_or(now));
-      finish.timing.time_to_first_token_ms = MillisBetween(r.submitted_at, *r.first_token_at);
-      finish.timing.total_ms = MillisBetween(r.submitted_at, now);
-      chunk.finish = finish;
-    }
-    const bool finished = chunk.finish.has_value();
-    if (!r.stream->Push(std::move(chunk))) {
-      if (r.stream->cancelled()) {
-        Finish(r, absl::CancelledError("request cancelled by the client"));
-      } else {
-        Finish(r, absl::ResourceExhaustedError(absl::StrCat(
-                      "client is not reading: ", limits_.max_stream_buffer_events,
-                      " responses buffered (max_stream_buffer_events)")));
-      }
-      continue;
-    }
-    if (finished) {
-      Finish(r, absl::OkStatus());
-      continue;
-    }
-    still_running.push_back(std::move(running_[i]));
-  }
-  running_ = std::move(still_running);
+  std::erase_if(running_, [&](std::unique_ptr<Request>& r) {
+    if (!r->pending.has_value()) return false;
+    GenerateChunk chunk = *std::move(r->pending);
+    r->pending.reset();
+    if (!Emit(*r, std::move(chunk), now)) return true;
+    if (!r->pending.has_value()) r->stalled_since.reset();  // delivered: the clock restarts
+    return false;
+  });
 }
 
-void ModelRuntime::Finish(Request& r, absl::Status status) {
-  if (!r.blocks.empty()) {
-    KILN_CHECK(block_pool_.Free(r.blocks).ok());
-    r.blocks.clear();
-  }
+void ModelRuntime::ReleaseBlocks(Request& r) {
+  // Tail first: the LRU then evicts a sequence's last blocks before its prefix, which is
+  // what other requests are likeliest to share.
+  for (auto it = r.blocks.rbegin(); it != r.blocks.rend(); ++it) blocks_.Release(*it);
+  r.blocks.clear();
+  r.block_hashes.clear();
+  r.num_computed = 0;
+}
+
+void ModelRuntime::Finish(Request& r, absl::Status status, FinishKind kind) {
+  ReleaseBlocks(r);
   // Only this thread finishes streams, so finished() cannot change underneath. The count
   // drops before the consumer can observe the end, so "stream ended" implies "not in flight".
   if (r.stream->finished()) return;
+  const absl::Time now = absl::Now();
+  metrics_->Finished(r.adapter, kind, absl::ToDoubleSeconds(now - r.submitted_at), status.ok());
   {
     absl::MutexLock lock(&mu_);
     --in_flight_;
+    ++finishes_;
   }
   r.stream->Finish(std::move(status));
 }
 
 void ModelRuntime::FailAll(const absl::Status& status) {
-  for (auto& r : running_) Finish(*r, status);
+  const FinishKind kind = status.code() == absl::StatusCode::kAborted ? FinishKind::kAborted
+                                                                       : FinishKind::kError;
+  for (auto& r : running_) Finish(*r, status, kind);
   running_.clear();
-  for (auto& r : waiting_) Finish(*r, status);
+  for (auto& r : waiting_) Finish(*r, status, kind);
   waiting_.clear();
+  absl::MutexLock lock(&mu_);
+  num_waiting_ = 0;
+}
+
+void ModelRuntime::PublishStats() {
+  const kv::BlockManagerStats kv = blocks_.stats();
+  metrics_->SetKvBlocks(kv.num_blocks, kv.num_free);
+  absl::MutexLock lock(&mu_);
+  metrics_->SetQueue(static_cast<int>(running_.size()), num_waiting_);
+  stats_.running = static_cast<int32_t>(running_.size());
+  stats_.waiting = num_waiting_;
+  stats_.kv_blocks_total = kv.num_blocks;
+  stats_.kv_blocks_free = kv.num_free;
+  stats_.kv_blocks_cached = kv.num_cached;
+  stats_.preemptions = preemptions_;
+  stats_.prefix_cache_queries = prefix_queries_;
+  stats_.prefix_cache_hits = prefix_hits_;
+  stats_.steps = steps_;
+  published_finishes_ = finishes_;
 }
 
 }  // namespace kiln::engine

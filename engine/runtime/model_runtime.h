@@ -1,23 +1,33 @@
 // ModelRuntime: one resident model and the step loop that serves it (DESIGN.md §2-3).
 //
-// The step-loop thread owns the model's KV cache, the running batch and every request's
-// sampling state; nothing it touches per step is shared, so it takes no locks except to
-// drain its inbox. Each step it admits waiting requests (FCFS) while KV blocks allow, runs one
-// forward pass over every running sequence (new ones prefill their whole prompt, the others
-// decode one token), samples, detokenizes incrementally, checks stop conditions and pushes one
-// chunk per sequence into the request's GenerateStream.
+// The step-loop thread owns the model's KV cache, its block manager (engine/kv), the running
+// batch and every request's sampling state; it takes no locks except to drain its inbox and
+// publish stats. Each step it reaps cancelled, expired and stalled requests, asks the
+// scheduling policy (engine/sched) for a plan — which sequences run how many tokens, who is
+// admitted, who is preempted — allocates KV blocks on demand, runs one forward pass over the
+// plan (prefill chunks mixed with decodes), samples where a sequence reached its last known
+// token, detokenizes incrementally, checks stops and pushes one chunk per sequence.
 //
-// KV policy (until the paged block manager of engine/kv lands): a request reserves the blocks
-// for prompt + max_new_tokens when admitted, so a running request never runs out; a request
-// that could never fit the whole pool is refused at Submit with RESOURCE_EXHAUSTED.
+// KV policy: blocks are allocated as tokens need them. When the pool runs dry the newest
+// running sequence is preempted: its blocks are released and it later re-prefills prompt +
+// generated tokens (the prefix cache usually serves most of that again); its stream just
+// continues. Full blocks are content-hashed (model, adapter, cache_salt, tokens) and reused by
+// later requests unless the model disabled prefix caching. A request that could never fit
+// (prompt + max_new_tokens beyond the whole pool) is refused at Submit.
 //
-// Thread-safety: Submit, Stop, in_flight and the accessors are thread-safe. The step loop runs
-// on its own thread from construction until Stop().
+// Slow readers: when a stream's bounded buffer is full the request pauses (keeps its blocks,
+// leaves the batch) and retries each step; after EngineLimits::stream_stall_timeout_ms it ends
+// with RESOURCE_EXHAUSTED. Cancel and deadlines act within one step at any phase.
+//
+// Thread-safety: Submit, Stop, in_flight, stats and the accessors are thread-safe. The step
+// loop runs on its own thread from construction until Stop().
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,11 +38,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/model/causal_lm.h"
+#include "engine/kv/block_manager.h"
 #include "engine/model/kv_cache.h"
 #include "engine/runtime/engine.h"
+#include "engine/runtime/engine_metrics.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/request.h"
 #include "engine/sample/sampling_params.h"
+#include "engine/sched/scheduler.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace kiln::engine {
@@ -47,11 +60,14 @@ struct RuntimeParts {
   std::vector<int32_t> eos_token_ids;  // from generation_config.json, else config.json
   int64_t max_seq_len = 0;             // prompt + generated, per sequence
   int32_t max_running = 16;            // sequences decoded together per step
+  bool enable_prefix_caching = true;
 };
 
 class ModelRuntime {
  public:
-  ModelRuntime(RuntimeParts parts, const EngineLimits& limits);
+  // `metrics` may be null (nothing recorded).
+  ModelRuntime(RuntimeParts parts, const EngineLimits& limits,
+               std::unique_ptr<ModelMetrics> metrics = nullptr);
   ~ModelRuntime();  // Stop(UNAVAILABLE) if still running
   ModelRuntime(const ModelRuntime&) = delete;
   ModelRuntime& operator=(const ModelRuntime&) = delete;
@@ -77,17 +93,34 @@ class ModelRuntime {
   int64_t kv_cache_bytes() const { return parts_.kv_cache->bytes(); }
   int32_t kv_num_blocks() const { return parts_.kv_cache->num_blocks(); }
   int32_t kv_block_size() const { return parts_.kv_cache->block_size(); }
+  bool prefix_caching() const { return parts_.enable_prefix_caching; }
+  // A snapshot published by the step loop after every step (and at idle).
+  ModelStats stats() const;
 
  private:
   void Loop();
-  // Moves new submissions into waiting_; returns false when the loop must exit.
-  bool TakeInbox(bool block);
+  // Moves new submissions into waiting_; returns false when the loop must exit. Blocks until
+  // something arrives when `block`, for at most `max_wait` when given.
+  bool TakeInbox(bool block, std::optional<absl::Duration> max_wait);
   void ReapCancelledAndExpired();
-  void Admit();
-  void Step();
-  // Finishes `r` with `status` (OK after its last chunk), frees its blocks, drops it.
-  void Finish(Request& r, absl::Status status);
+  // Retries delivering paused streams' pending chunks.
+  void FlushPending();
+  // Plans and runs one step; false when nothing could run.
+  bool Step();
+  sched::SchedulerState BuildState(std::vector<Request*>& active);
+  void Preempt(Request& r);
+  void Admit(Request& r);
+  bool EnsureBlocks(Request& r, int32_t num_tokens);
+  void CommitFullBlocks(Request& r);
+  void ReleaseBlocks(Request& r);
+  // Samples the next token of `r` from `logits` and pushes its chunk. False when r finished.
+  bool SampleAndEmit(Request& r, std::span<const float> logits, absl::Time now);
+  // Pushes `chunk` (or pauses `r` holding it). False when r finished.
+  bool Emit(Request& r, GenerateChunk chunk, absl::Time now);
+  // Finishes `r` with `status` (OK after its last chunk), frees its blocks. The caller drops it.
+  void Finish(Request& r, absl::Status status, FinishKind kind);
   void FailAll(const absl::Status& status);
+  void PublishStats();
   // The text of one token (for logprobs and matched stop tokens).
   std::string TokenText(int32_t token_id) const;
 
@@ -101,10 +134,17 @@ class ModelRuntime {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status stop_reason_ ABSL_GUARDED_BY(mu_);
 
+  ModelStats stats_ ABSL_GUARDED_BY(mu_);
+  int64_t finishes_ ABSL_GUARDED_BY(mu_) = 0;            // streams finished so far
+  int64_t published_finishes_ ABSL_GUARDED_BY(mu_) = 0;  // ... as of stats_
+
   // Step-loop state (only the loop thread touches these).
-  KvBlockPool block_pool_;
+  const sched::SchedulerConfig sched_config_;
+  kv::BlockManager blocks_;
+  std::unique_ptr<ModelMetrics> metrics_;
   std::deque<std::unique_ptr<Request>> waiting_;
-  std::vector<std::unique_ptr<Request>> running_;
+  std::vector<std::unique_ptr<Request>> running_;  // admission order, oldest first
+  int64_t preemptions_ = 0, prefix_queries_ = 0, prefix_hits_ = 0, steps_ = 0;
 
   absl::Mutex stop_mu_;  // serializes Stop() callers around the join
   std::thread thread_;

@@ -85,6 +85,9 @@ absl::StatusOr<std::unique_ptr<Request>> BuildRequest(GenerateRequest request,
   r->sampler.emplace(sampling, stopping, logprobs, context.vocab_size, prompt);
   r->stop_checker.emplace(std::move(stopping));
   r->detokenizer.emplace(context.tokenizer, request.skip_special_tokens);
+  r->adapter = std::move(request.adapter);
+  r->cache_salt = std::move(request.cache_salt);
+  r->tokens = prompt;
   r->prompt_ids = std::move(prompt);
   r->submitted_at = absl::Now();
   return r;

@@ -35,12 +35,26 @@ struct Request {
   bool want_logprobs = false;
   std::optional<absl::Time> deadline;
 
+  std::string adapter;     // "" = base model (metrics label, prefix-cache root)
+  std::string cache_salt;  // per-tenant prefix-cache isolation
+
   // Step-loop bookkeeping.
-  std::vector<int32_t> blocks;  // KV block table, reserved for prompt + max_new_tokens
-  bool prefilled = false;
+  std::vector<int32_t> tokens;  // prompt + generated: what the KV cache must come to hold
+  std::vector<int32_t> blocks;  // KV block table (position p lives in blocks[p / block_size])
+  std::vector<uint64_t> block_hashes;  // prefix-cache hash of each leading full, computed block
+  uint64_t root_hash = 0;
+  int32_t num_computed = 0;     // tokens of `tokens` whose KV is in the cache
+  int32_t cached_prompt_tokens = 0;  // prompt tokens the prefix cache served at first admission
+  bool admitted_once = false;
+  int32_t num_preemptions = 0;
+  // A chunk the stream refused (buffer full): the request pauses until it is delivered or the
+  // stall timeout ends it.
+  std::optional<GenerateChunk> pending;
+  std::optional<absl::Time> stalled_since;
   absl::Time submitted_at;
   std::optional<absl::Time> admitted_at;
   std::optional<absl::Time> first_token_at;
+  std::optional<absl::Time> last_token_at;
 
   // Tokens the cache will hold when this request ends (what its blocks must cover).
   int64_t MaxTokens() const { return static_cast<int64_t>(prompt_ids.size()) + max_new_tokens; }
