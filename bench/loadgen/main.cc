@@ -11,8 +11,27 @@
 #include "bench/loadgen/report.h"
 #include "bench/loadgen/runner.h"
 
+namespace {
+
+constexpr char kUsage[] =
+    "usage: kiln_loadgen --model=NAME (--concurrency=N | --request_rate=R|inf) [flags]\n"
+    "  --target=127.0.0.1:50051 (loopback only)  --num_requests=100  --duration_s=60\n"
+    "  --grace_s=30  --max_concurrency=0  --prompt_len=128|fixed:N|uniform:MIN:MAX\n"
+    "  --output_len=128|...  --vocab_size=32000  --min_token_id=3  --adapters=none=2,a=1\n"
+    "  --warmup=1  --channels=0  --seed=1  --timeout_s=600  --wait_ready_s=0\n"
+    "  --server_pid=P  --exclude_threads=PREFIX  --label=TEXT  --json_out=PATH|-  --quiet\n"
+    "See bench/README.md and bench/loadgen/options.h.\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
   absl::StatusOr<kiln::bench::LoadgenOptions> options = kiln::bench::ParseArgs(args);
   if (!options.ok()) {
     std::fprintf(stderr, "kiln_loadgen: %s\n", std::string(options.status().message()).c_str());

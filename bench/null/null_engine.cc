@@ -148,8 +148,17 @@ bool NullEngine::Emit(Active& a, absl::Time now) {
     chunk.finish = std::move(finish);
   }
   a.stream->Push(std::move(chunk));
-  if (last) a.stream->Finish(absl::OkStatus());
+  if (last) FinishStream(a, absl::OkStatus());
   return last;
+}
+
+void NullEngine::FinishStream(Active& a, absl::Status status) {
+  // Counted down before Finish so InFlightRequests() is 0 once a consumer sees the end.
+  {
+    absl::MutexLock lock(&mu_);
+    --in_flight_;
+  }
+  a.stream->Finish(std::move(status));
 }
 
 void NullEngine::StepLoop() {
@@ -159,7 +168,6 @@ void NullEngine::StepLoop() {
   absl::Time next_step = absl::Now();
   int idle_rounds = 0;
   for (;;) {
-    int finished = 0;
     {
       absl::MutexLock lock(&mu_);
       if (active.empty() && incoming_.empty() && !stop_) {
@@ -185,26 +193,21 @@ void NullEngine::StepLoop() {
       Active& a = active[i];
       bool done = false;
       if (a.stream->cancelled()) {
-        a.stream->Finish(absl::CancelledError("cancelled by the client"));
+        FinishStream(a, absl::CancelledError("cancelled by the client"));
         done = true;
       } else if (a.deadline.has_value() && now > *a.deadline) {
-        a.stream->Finish(absl::DeadlineExceededError("deadline exceeded"));
+        FinishStream(a, absl::DeadlineExceededError("deadline exceeded"));
         done = true;
       } else if (a.stream->buffered() < static_cast<size_t>(options_.max_buffered)) {
         done = Emit(a, now);
         pushed = true;
       }
       if (done) {
-        ++finished;
         active[i] = std::move(active.back());
         active.pop_back();
       } else {
         ++i;
       }
-    }
-    if (finished > 0) {
-      absl::MutexLock lock(&mu_);
-      in_flight_ -= finished;
     }
     // Every stream is backpressured: yield a few times (cheap, keeps latency low), then
     // sleep briefly so an idle-but-blocked engine does not burn a core.
@@ -218,7 +221,7 @@ void NullEngine::StepLoop() {
       idle_rounds = 0;
     }
   }
-  for (Active& a : active) a.stream->Finish(absl::UnavailableError("kilnd_null shut down"));
+  for (Active& a : active) FinishStream(a, absl::UnavailableError("kilnd_null shut down"));
   absl::MutexLock lock(&mu_);
   for (Active& a : incoming_) a.stream->Finish(absl::UnavailableError("kilnd_null shut down"));
   incoming_.clear();

@@ -84,6 +84,8 @@ class NullEngine final : public engine::Engine {
   void StepLoop();
   // Pushes the next token of `a`; true when the request is complete (stream finished).
   bool Emit(Active& a, absl::Time now);
+  // Counts the request out of InFlightRequests(), then finishes its stream.
+  void FinishStream(Active& a, absl::Status status) ABSL_LOCKS_EXCLUDED(mu_);
 
   const NullEngineOptions options_;
   absl::Mutex mu_;
