@@ -35,6 +35,14 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadCausalLm(const ModelConfig& config
     return absl::InvalidArgumentError(absl::StrCat("load dtype ", std::string(kernels::DTypeName(options.dtype)),
                                                    " is not one of F32, F16, BF16"));
   }
+  // Pre-quantized checkpoints (bitsandbytes / GPTQ / AWQ tensors) need the quantized linear
+  // path, which this build does not have yet: refuse them by name rather than failing later on
+  // an integer tensor.
+  if (!config.quantization_config_json.empty()) {
+    return absl::UnimplementedError(
+        "config.json quantization_config: pre-quantized checkpoints (bitsandbytes, gptq, awq) are not "
+        "supported by this build yet");
+  }
   auto factory = FindArchitecture(ArchitectureName(config.architecture));
   if (!factory.ok()) return factory.status();
   return (*factory)(config, checkpoint, options, backend);
