@@ -7,37 +7,52 @@
 #include <sstream>
 #include <variant>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
+#include "server/preload.h"
 
 namespace kiln::server {
 namespace {
 
 // A setting's value after parsing, before it is range-checked by its setter.
-using Value = std::variant<std::string, int64_t, bool, std::vector<std::string>>;
-enum class Kind { kString, kInt, kBool, kList };
+using Value = std::variant<std::string, int64_t, bool, std::vector<std::string>,
+                           std::vector<engine::LoadModelOptions>>;
+enum class Kind { kString, kInt, kBool, kList, kPreload };
 
 struct Field {
   std::string name;
   Kind kind;
   std::function<absl::Status(ServerConfig&, const Value&)> set;
+  std::function<nlohmann::json(const ServerConfig&)> get;
 };
+
+Field BoolField(std::string name, bool ServerConfig::*member) {
+  return {std::move(name), Kind::kBool,
+          [member](ServerConfig& c, const Value& v) {
+            c.*member = std::get<bool>(v);
+            return absl::OkStatus();
+          },
+          [member](const ServerConfig& c) { return nlohmann::json(c.*member); }};
+}
 
 Field StringField(std::string name, std::string ServerConfig::*member) {
   return {std::move(name), Kind::kString, [member](ServerConfig& c, const Value& v) {
             c.*member = std::get<std::string>(v);
             return absl::OkStatus();
-          }};
+          },
+          [member](const ServerConfig& c) { return nlohmann::json(c.*member); }};
 }
 
 Field ListField(std::string name, std::vector<std::string> ServerConfig::*member) {
   return {std::move(name), Kind::kList, [member](ServerConfig& c, const Value& v) {
             c.*member = std::get<std::vector<std::string>>(v);
             return absl::OkStatus();
-          }};
+          },
+          [member](const ServerConfig& c) { return nlohmann::json(c.*member); }};
 }
 
 // An integer setting reached through `get`; int32 fields reject values that do not fit.
@@ -51,6 +66,9 @@ Field IntField(std::string name, std::function<T&(ServerConfig&)> get) {
             }
             get(c) = static_cast<T>(x);
             return absl::OkStatus();
+          },
+          [get](const ServerConfig& c) {
+            return nlohmann::json(static_cast<int64_t>(get(const_cast<ServerConfig&>(c))));
           }};
 }
 
@@ -70,7 +88,16 @@ const std::vector<Field>& Fields() {
       ListField("model_roots", &ServerConfig::model_roots),
       ListField("adapter_roots", &ServerConfig::adapter_roots),
       StringField("hub_cache", &ServerConfig::hub_cache),
-      ListField("preload", &ServerConfig::preload),
+      {"preload", Kind::kPreload,
+       [](ServerConfig& c, const Value& v) {
+         c.preload = std::get<std::vector<engine::LoadModelOptions>>(v);
+         return absl::OkStatus();
+       },
+       [](const ServerConfig& c) {
+         nlohmann::json list = nlohmann::json::array();
+         for (const auto& entry : c.preload) list.push_back(PreloadToJson(entry));
+         return list;
+       }},
       IntField<int64_t>("drain_timeout_s",
                         [](ServerConfig& c) -> int64_t& { return c.drain_timeout_s; }),
       {"log_format", Kind::kString,
@@ -85,13 +112,19 @@ const std::vector<Field>& Fields() {
                absl::StrCat("log_format: '", s, "' is not one of text, json"));
          }
          return absl::OkStatus();
+       },
+       [](const ServerConfig& c) {
+         return nlohmann::json(c.log_format == LogFormat::kJson ? "json" : "text");
        }},
+      BoolField("log_prompts", &ServerConfig::log_prompts),
       StringField("ready_file", &ServerConfig::ready_file),
       StringField("admin_token_file", &ServerConfig::admin_token_file),
       StringField("inference_token_file", &ServerConfig::inference_token_file),
       StringField("tls_cert_file", &ServerConfig::tls_cert_file),
       StringField("tls_key_file", &ServerConfig::tls_key_file),
       StringField("tls_client_ca_file", &ServerConfig::tls_client_ca_file),
+      IntField<int64_t>("tls_reload_interval_s",
+                        [](ServerConfig& c) -> int64_t& { return c.tls_reload_interval_s; }),
       IntField<int32_t>("num_control_threads",
                         [](ServerConfig& c) -> int32_t& { return c.num_control_threads; }),
       IntField<int32_t>("num_compute_threads",
@@ -123,7 +156,8 @@ const std::vector<Field>& Fields() {
        [](ServerConfig& c, const Value& v) {
          c.grpc.permit_keepalive_without_calls = std::get<bool>(v);
          return absl::OkStatus();
-       }},
+       },
+       [](const ServerConfig& c) { return nlohmann::json(c.grpc.permit_keepalive_without_calls); }},
       KILN_GRPC_INT(max_connection_age_s),
       KILN_GRPC_INT(max_connection_age_grace_s),
   };
@@ -150,6 +184,7 @@ const char* KindName(Kind kind) {
     case Kind::kInt: return "an integer";
     case Kind::kBool: return "a boolean";
     case Kind::kList: return "a list of strings";
+    case Kind::kPreload: return "a list of model names or LoadModel option objects";
   }
   return "?";
 }
@@ -183,6 +218,16 @@ absl::StatusOr<Value> FromJson(const Field& field, const nlohmann::json& j) {
       }
       return Value(std::move(items));
     }
+    case Kind::kPreload: {
+      if (!j.is_array()) return wrong();
+      std::vector<engine::LoadModelOptions> entries;
+      for (size_t i = 0; i < j.size(); ++i) {
+        absl::StatusOr<engine::LoadModelOptions> entry = PreloadFromJson(j[i], i);
+        if (!entry.ok()) return entry.status();
+        entries.push_back(*std::move(entry));
+      }
+      return Value(std::move(entries));
+    }
   }
   return wrong();
 }
@@ -213,6 +258,21 @@ absl::StatusOr<Value> FromText(const Field& field, const std::string& text) {
         items.emplace_back(absl::StripAsciiWhitespace(part));
       }
       return Value(std::move(items));
+    }
+    case Kind::kPreload: {
+      // Names only on the command line; objects need the config file (or JSON text).
+      nlohmann::json j = nlohmann::json::array();
+      if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(text), "[")) {
+        j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+        if (j.is_discarded()) {
+          return absl::InvalidArgumentError(absl::StrCat(field.name, ": not valid JSON"));
+        }
+      } else {
+        for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+          j.push_back(std::string(absl::StripAsciiWhitespace(part)));
+        }
+      }
+      return FromJson(field, j);
     }
   }
   return absl::InternalError("unreachable");
@@ -298,8 +358,7 @@ absl::Status ValidateConfig(const ServerConfig& c) {
     if (!s.ok()) return s;
   }
   for (const auto& [name, list] : {std::pair{"model_roots", &c.model_roots},
-                                   std::pair{"adapter_roots", &c.adapter_roots},
-                                   std::pair{"preload", &c.preload}}) {
+                                   std::pair{"adapter_roots", &c.adapter_roots}}) {
     for (const std::string& item : *list) {
       if (item.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(name, ": entries must not be empty"));
@@ -327,6 +386,7 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   const engine::EngineLimits& l = c.limits;
   const std::pair<const char*, int64_t> positive[] = {
       {"num_control_threads", c.num_control_threads},
+      {"tls_reload_interval_s", c.tls_reload_interval_s},
       {"max_prompt_bytes", l.max_prompt_bytes},
       {"max_prompt_tokens", l.max_prompt_tokens},
       {"default_max_new_tokens", l.default_max_new_tokens},
@@ -383,6 +443,12 @@ absl::Status ValidateConfig(const ServerConfig& c) {
         l.max_total_tokens, ")"));
   }
   return absl::OkStatus();
+}
+
+std::string ConfigToJson(const ServerConfig& config) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const Field& f : Fields()) j[f.name] = f.get(config);
+  return j.dump(2);
 }
 
 engine::EngineOptions ToEngineOptions(const ServerConfig& config) {

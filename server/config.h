@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/runtime/api_types.h"
 #include "engine/runtime/engine_options.h"
 
 namespace kiln::server {
@@ -39,7 +40,8 @@ struct ServerConfig {
   std::vector<std::string> model_roots;
   std::vector<std::string> adapter_roots;
   std::string hub_cache;
-  std::vector<std::string> preload;           // served model names loaded at start
+  // Loaded at start, in order (server/preload.h: names or objects with LoadModel options).
+  std::vector<engine::LoadModelOptions> preload;
   int64_t drain_timeout_s = 30;
   LogFormat log_format = LogFormat::kText;
   std::string ready_file;                     // JSON {"grpc_port","metrics_port","pid"}
@@ -48,6 +50,11 @@ struct ServerConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // gRPC's file watcher re-reads the certificate files this often and serves a rotated
+  // certificate to new connections (>= 1).
+  int64_t tls_reload_interval_s = 60;
+  // Debug only: rpc_end lines carry the prompt text. Never on in production.
+  bool log_prompts = false;
   int32_t num_control_threads = 2;
   int32_t num_compute_threads = 0;
   engine::EngineLimits limits;
@@ -71,6 +78,10 @@ absl::Status ApplyConfigFile(const std::string& path, ServerConfig* config);
 
 // Checks every setting and their combinations; INVALID_ARGUMENT naming the setting.
 absl::Status ValidateConfig(const ServerConfig& config);
+
+// The effective config as a JSON object with every key (the file format), pretty-printed.
+// It holds no secret values: tokens and keys live in the files the *_file keys name.
+std::string ConfigToJson(const ServerConfig& config);
 
 // The engine's view of the settings (the registry is filled in by the caller).
 engine::EngineOptions ToEngineOptions(const ServerConfig& config);

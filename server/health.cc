@@ -9,7 +9,9 @@ namespace kiln::server {
 std::string ModelHealthName(const std::string& served_name) { return "model/" + served_name; }
 
 HealthPublisher::HealthPublisher(grpc::HealthCheckServiceInterface* health)
-    : health_(health), thread_([this] { Run(); }) {}
+    : health_(health), thread_([this] { Run(); }) {
+  Enqueue({kLivenessServiceName, true});
+}
 
 HealthPublisher::~HealthPublisher() {
   {
@@ -71,9 +73,14 @@ void HealthPublisher::Run() {
     // Applied without our lock: gRPC's health service takes its own.
     if (health_ != nullptr && !shut_down_) {
       if (!update.service.has_value()) {
-        health_->Shutdown();
+        // Not health_->Shutdown(): that would fail "liveness" too, and a draining process is
+        // alive. Every other name goes NOT_SERVING; shut_down_ freezes them.
+        for (const std::string& name : known_) {
+          if (name != kLivenessServiceName) health_->SetServingStatus(name, false);
+        }
         shut_down_ = true;
       } else {
+        known_.insert(*update.service);
         health_->SetServingStatus(*update.service, update.serving);
       }
     }

@@ -5,13 +5,18 @@
 // Engine observers may call ModelStateChanged() on engine threads, possibly under engine
 // locks: updates are queued and applied in order on the publisher's own thread, so no
 // health API (which takes gRPC locks) ever runs under an engine lock.
-// ShutdownAll() marks every name NOT_SERVING for good (drain); later updates are ignored.
+// "liveness" is SERVING from construction for as long as the process serves, draining
+// included: it answers whether the process is wedged, never whether the engine is ready
+// (the Kubernetes livenessProbe; readiness and startup use "").
+// ShutdownAll() marks every other name NOT_SERVING for good (drain); later updates are
+// ignored.
 //
 // Thread-safety: all methods are thread-safe.
 #pragma once
 
 #include <deque>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -26,6 +31,7 @@ class HealthCheckServiceInterface;
 namespace kiln::server {
 
 inline constexpr char kKilnServiceName[] = "kiln.v1.Kiln";
+inline constexpr char kLivenessServiceName[] = "liveness";
 
 // "model/<served_name>".
 std::string ModelHealthName(const std::string& served_name);
@@ -61,6 +67,7 @@ class HealthPublisher {
   uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ = false;  // publisher thread only
+  std::set<std::string> known_;  // names set so far; publisher thread only
   std::thread thread_;
 };
 

@@ -28,6 +28,7 @@
 #include "server/config.h"
 #include "server/logger.h"
 #include "server/metrics.h"
+#include "server/preload.h"
 #include "server/server.h"
 
 namespace {
@@ -49,13 +50,19 @@ ABSL_FLAG(std::vector<std::string>, adapter_roots, {},
 ABSL_FLAG(std::string, hub_cache, "",
           "Hugging Face hub cache directory (default $HF_HUB_CACHE, $HF_HOME/hub, "
           "~/.cache/huggingface/hub).");
-ABSL_FLAG(std::vector<std::string>, preload, {},
-          "Comma-separated models loaded (with defaults) at start; readiness stays "
-          "NOT_SERVING until all are loaded, a failed preload exits non-zero.");
+ABSL_FLAG(std::string, preload, "",
+          "Comma-separated models loaded (with defaults) at start, or a JSON array of names "
+          "and LoadModel option objects (see the config file); readiness stays NOT_SERVING "
+          "until all are loaded, a failed preload exits non-zero.");
 ABSL_FLAG(int64_t, drain_timeout_s, kDefaults.drain_timeout_s,
           "On SIGTERM/SIGINT, seconds in-flight RPCs get to finish before they are ended "
           "with UNAVAILABLE.");
 ABSL_FLAG(std::string, log_format, "text", "Log line format: text or json.");
+ABSL_FLAG(bool, log_prompts, false,
+          "DEBUG ONLY: rpc_end log lines include the prompt text. Off by default: logs carry "
+          "no prompt or generated text and never a token.");
+ABSL_FLAG(bool, print_config, false,
+          "Print the effective config (defaults < --config file < flags) as JSON and exit 0.");
 ABSL_FLAG(std::string, ready_file, "",
           "Once serving, atomically write {\"grpc_port\":N,\"metrics_port\":M,\"pid\":P} "
           "here (metrics_port 0 when disabled).");
@@ -69,6 +76,9 @@ ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate chain (enables
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for tls_cert_file.");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mTLS).");
+ABSL_FLAG(int64_t, tls_reload_interval_s, kDefaults.tls_reload_interval_s,
+          "Re-read the TLS files this often; new connections get a rotated certificate "
+          "(SIGHUP logs a reload request; the watcher applies it).");
 ABSL_FLAG(int32_t, num_control_threads, kDefaults.num_control_threads,
           "Engine threads for loads and other slow I/O.");
 ABSL_FLAG(int32_t, num_compute_threads, kDefaults.num_compute_threads,
@@ -157,10 +167,10 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int metrics_
 }
 
 // Loads the preload models one by one; true when all became ready.
-bool Preload(engine::Engine& engine, const std::vector<std::string>& models, Logger& logger) {
-  for (const std::string& model : models) {
-    engine::LoadModelOptions options;
-    options.model = model;
+bool Preload(engine::Engine& engine, const std::vector<engine::LoadModelOptions>& models,
+             Logger& logger) {
+  for (const engine::LoadModelOptions& options : models) {
+    const std::string model = PreloadServedName(options);
     std::shared_ptr<engine::LoadStream> stream = engine.LoadModel(options);
     absl::Mutex mu;
     bool ready_signal = false;
@@ -193,7 +203,8 @@ int Run(int argc, char** argv) {
       "serves causal language models over gRPC (kiln.v1.Kiln).\n"
       "  kilnd --listen=0.0.0.0:50051 --model_roots=/models [--config=kilnd.json]\n"
       "Signals: SIGTERM/SIGINT drain (health NOT_SERVING, in-flight RPCs finish up to "
-      "--drain_timeout_s) and exit 0.");
+      "--drain_timeout_s) and exit 0; SIGHUP is logged and ignored (TLS files are "
+      "re-read every --tls_reload_interval_s).");
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "kilnd.cc");
@@ -210,6 +221,7 @@ int Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   absl::ParseCommandLine(argc, argv);
@@ -217,6 +229,10 @@ int Run(int argc, char** argv) {
   if (!config.ok()) {
     std::fprintf(stderr, "kilnd: %s\n", std::string(config.status().message()).c_str());
     return 2;
+  }
+  if (absl::GetFlag(FLAGS_print_config)) {
+    std::printf("%s\n", ConfigToJson(*config).c_str());
+    return 0;
   }
   auto logger = std::make_shared<Logger>(config->log_format);
   const BuildInfo build = CurrentBuildInfo();
@@ -268,7 +284,14 @@ int Run(int argc, char** argv) {
   }
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (true) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    // SIGHUP: gRPC's certificate watcher owns the re-read (every tls_reload_interval_s);
+    // acknowledge in the log and keep serving instead of dying (SIGHUP's default).
+    logger->Log(LogLevel::kInfo, "sighup",
+                {{"tls_reload_within_s", config->tls_reload_interval_s}});
+  }
   if (preload_failed) exit_code = 1;
   logger->Log(LogLevel::kInfo, "signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*server)->BeginDrain();

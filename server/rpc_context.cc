@@ -84,6 +84,11 @@ grpc::Status RpcScope::Admit(RpcClass rpc_class, bool allowed_while_draining) {
   return ToGrpcStatus(auth);
 }
 
+void RpcScope::AddLogField(LogField field) {
+  absl::MutexLock lock(&fields_mu_);
+  fields_.push_back(std::move(field));
+}
+
 void RpcScope::End(const grpc::Status& status) {
   if (ended_.exchange(true)) return;
   const absl::Duration duration = absl::Now() - start_;
@@ -95,6 +100,11 @@ void RpcScope::End(const grpc::Status& status) {
       {"peer", peer_},
   };
   if (!request_id_.empty()) fields.emplace_back("request_id", request_id_);
+  {
+    absl::MutexLock lock(&fields_mu_);
+    for (LogField& f : fields_) fields.push_back(std::move(f));
+    fields_.clear();
+  }
   if (!status.ok()) fields.emplace_back("message", status.error_message());
   service_->logger().Log(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "rpc_end", fields);
   service_->RpcEnd();

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -46,6 +47,10 @@ class ServiceContext {
   void SetDraining();
   bool draining() const;
 
+  // Debug: rpc_end lines carry the prompt text (--log_prompts). Set before serving.
+  void set_log_prompts(bool on) { log_prompts_ = on; }
+  bool log_prompts() const { return log_prompts_; }
+
   // The health publisher, once the server has one. FlushHealth() blocks until every health
   // update queued so far is applied: a LoadModel stream calls it before it sends `ready`, so a
   // client that saw `ready` also sees model/<name> SERVING.
@@ -68,6 +73,7 @@ class ServiceContext {
   const ServerLimits server_limits_;
   const BuildInfo build_;
   const absl::Time start_time_;
+  bool log_prompts_ = false;
   mutable absl::Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   std::weak_ptr<HealthPublisher> health_ ABSL_GUARDED_BY(mu_);
@@ -87,6 +93,9 @@ class RpcScope {
   grpc::Status Admit(RpcClass rpc_class, bool allowed_while_draining = false);
 
   void set_request_id(std::string request_id) { request_id_ = std::move(request_id); }
+  // Extra fields for the rpc_end line (model, adapter, token counts, timings). Never pass
+  // prompt or generated text unless ServiceContext::log_prompts(), nor any credential.
+  void AddLogField(LogField field);
   const std::string& method() const { return method_; }
   void End(const grpc::Status& status);
 
@@ -96,6 +105,8 @@ class RpcScope {
   std::string authorization_;
   std::string peer_;
   std::string request_id_;
+  absl::Mutex fields_mu_;
+  std::vector<LogField> fields_ ABSL_GUARDED_BY(fields_mu_);
   const absl::Time start_;
   std::atomic<bool> ended_{false};
 };

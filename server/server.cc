@@ -10,6 +10,8 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server_builder.h"
 
 namespace kiln::server {
@@ -23,23 +25,41 @@ absl::StatusOr<std::string> ReadFile(const std::string& setting, const std::stri
   return text.str();
 }
 
+// TLS through gRPC's certificate provider: a FileWatcherCertificateProvider re-reads the
+// files every tls_reload_interval_s, so a rotated certificate (e.g. a renewed Kubernetes
+// Secret) is served to new connections without a restart. The files are read once here so
+// a missing file fails the start with a clear status instead of failing every handshake.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
     const ServerConfig& config) {
   if (config.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  absl::StatusOr<std::string> cert = ReadFile("tls_cert_file", config.tls_cert_file);
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFile("tls_key_file", config.tls_key_file);
-  if (!key.ok()) return key.status();
-  options.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!config.tls_client_ca_file.empty()) {
-    absl::StatusOr<std::string> ca = ReadFile("tls_client_ca_file", config.tls_client_ca_file);
-    if (!ca.ok()) return ca.status();
-    options.pem_root_certs = *ca;
-    options.client_certificate_request =
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  for (const auto& [setting, path] : {std::pair{"tls_cert_file", &config.tls_cert_file},
+                                      std::pair{"tls_key_file", &config.tls_key_file},
+                                      std::pair{"tls_client_ca_file", &config.tls_client_ca_file}}) {
+    if (path->empty()) continue;
+    absl::StatusOr<std::string> text = ReadFile(setting, *path);
+    if (!text.ok()) return text.status();
+    if (!absl::StrContains(*text, "-----BEGIN ")) {
+      return absl::InvalidArgumentError(absl::StrCat(setting, ": '", *path, "' is not PEM"));
+    }
   }
-  return grpc::SslServerCredentials(options);
+  const auto interval = static_cast<unsigned int>(config.tls_reload_interval_s);
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider;
+  if (config.tls_client_ca_file.empty()) {
+    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        config.tls_key_file, config.tls_cert_file, interval);
+  } else {
+    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        config.tls_key_file, config.tls_cert_file, config.tls_client_ca_file, interval);
+  }
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (config.tls_client_ca_file.empty()) {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 bool IsLoopback(const std::string& listen) {
@@ -97,6 +117,7 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
   s->context_ = std::make_unique<ServiceContext>(s->engine_, s->auth_.get(), s->metrics_.get(),
                                                  s->logger_.get(), config.limits, server_limits,
                                                  std::move(build));
+  s->context_->set_log_prompts(config.log_prompts);
   s->service_ = std::make_unique<KilnService>(s->context_.get());
 
   // Both are process-wide settings read by the ServerBuilder constructor (toolchain.md §5).
@@ -137,7 +158,10 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
   s->logger_->Log(LogLevel::kInfo, "listening",
                   {{"grpc_port", s->grpc_port_},
                    {"metrics_port", s->metrics_port_},
-                   {"tls", config.tls_cert_file.empty() ? "off" : "on"},
+                   {"tls", config.tls_cert_file.empty()              ? "off"
+                           : config.tls_client_ca_file.empty() ? "on"
+                                                               : "mutual"},
+                   {"log_prompts", config.log_prompts ? "on (debug)" : "off"},
                    {"auth", s->auth_->enabled() ? "on" : "off"}});
   return s;
 }

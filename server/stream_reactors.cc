@@ -159,6 +159,15 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
   grpc::Status final_code_;       // what OnDone records (set once, before Finish)
 };
 
+const char* FinishReasonName(engine::FinishReason reason) {
+  switch (reason) {
+    case engine::FinishReason::kLength: return "length";
+    case engine::FinishReason::kEos: return "eos";
+    case engine::FinishReason::kStop: return "stop";
+  }
+  return "?";
+}
+
 std::string NewRequestId() {
   absl::BitGen gen;
   return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
@@ -183,6 +192,11 @@ class GenerateReactor final
     if (converted->request_id.empty()) converted->request_id = NewRequestId();
     request_id_ = converted->request_id;
     rpc_.set_request_id(request_id_);
+    rpc_.AddLogField({"model", converted->model});
+    rpc_.AddLogField({"adapter", converted->adapter});
+    if (service_->log_prompts() && converted->prompt_text.has_value()) {
+      rpc_.AddLogField({"prompt", *converted->prompt_text});  // debug only (--log_prompts)
+    }
     const auto deadline = ctx->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       if (deadline <= std::chrono::system_clock::now()) {
@@ -212,11 +226,26 @@ class GenerateReactor final
       response.set_request_id(request_id_);
       first_ = false;
     }
-    for (engine::GenerateChunk& chunk : chunks) AppendChunk(std::move(chunk), &response);
+    for (engine::GenerateChunk& chunk : chunks) {
+      if (chunk.finish.has_value()) LogFinish(*chunk.finish);
+      AppendChunk(std::move(chunk), &response);
+    }
     pending->push_back(std::move(response));
   }
 
  private:
+  // Counts and timings only: generated text is never logged.
+  void LogFinish(const engine::GenerateChunk::Finish& finish) {
+    rpc_.AddLogField({"prompt_tokens", static_cast<int64_t>(finish.usage.prompt_tokens)});
+    rpc_.AddLogField(
+        {"completion_tokens", static_cast<int64_t>(finish.usage.completion_tokens)});
+    rpc_.AddLogField(
+        {"cached_prompt_tokens", static_cast<int64_t>(finish.usage.cached_prompt_tokens)});
+    rpc_.AddLogField({"queue_ms", finish.timing.queue_ms});
+    rpc_.AddLogField({"ttft_ms", finish.timing.time_to_first_token_ms});
+    rpc_.AddLogField({"finish_reason", FinishReasonName(finish.reason)});
+  }
+
   std::string request_id_;
   bool first_ = true;  // under the base's mu_ (Convert runs only there)
 };
@@ -237,6 +266,7 @@ class LoadModelReactor final
       FinishEarly(ToGrpcStatus(options.status()));
       return;
     }
+    rpc_.AddLogField({"model", options->model});
     Attach(service_->engine().LoadModel(*options));
   }
 

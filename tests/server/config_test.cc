@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace kiln::server {
 namespace {
@@ -33,7 +34,8 @@ TEST(ConfigTest, JsonAppliesEveryKind) {
   EXPECT_EQ(config.listen, "0.0.0.0:0");
   EXPECT_EQ(config.metrics_listen, "");
   EXPECT_THAT(config.model_roots, ::testing::ElementsAre("/a", "/b"));
-  EXPECT_THAT(config.preload, ::testing::ElementsAre("m1"));
+  ASSERT_EQ(config.preload.size(), 1u);
+  EXPECT_EQ(config.preload[0].model, "m1");
   EXPECT_EQ(config.drain_timeout_s, 5);
   EXPECT_EQ(config.log_format, LogFormat::kJson);
   EXPECT_EQ(config.limits.max_new_tokens, 100);
@@ -153,6 +155,77 @@ TEST(ConfigTest, EngineOptionsCarryRootsAndLimits) {
   EXPECT_EQ(options.limits.max_loaded_models, 3);
   EXPECT_EQ(options.num_control_threads, 4);
   EXPECT_EQ(options.drain_timeout_s, 7.0);
+}
+
+
+TEST(ConfigTest, PreloadTakesNamesAndLoadModelObjects) {
+  ServerConfig config;
+  absl::Status s = ApplyConfigJson(R"({"preload": ["tiny", {"model": "org/big",
+      "served_name": "big", "dtype": "bfloat16", "max_seq_len": 4096, "kv_cache_bytes": 1024,
+      "pin": true, "max_memory": {"cuda:0": "70GiB"}}]})",
+                                   &config);
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(config.preload.size(), 2u);
+  EXPECT_EQ(config.preload[0].model, "tiny");
+  EXPECT_EQ(config.preload[0].dtype, engine::WeightDType::kAuto);
+  const engine::LoadModelOptions& big = config.preload[1];
+  EXPECT_EQ(big.model, "org/big");
+  EXPECT_EQ(big.served_name, "big");
+  EXPECT_EQ(big.dtype, engine::WeightDType::kBFloat16);
+  EXPECT_EQ(big.max_seq_len, 4096);
+  EXPECT_EQ(big.kv_cache_bytes, 1024);
+  EXPECT_TRUE(big.pin);
+  EXPECT_EQ(big.max_memory.at("cuda:0"), "70GiB");
+
+  ASSERT_TRUE(ApplyConfigFlag("preload", "a, b", &config).ok());
+  ASSERT_EQ(config.preload.size(), 2u);
+  EXPECT_EQ(config.preload[1].model, "b");
+}
+
+TEST(ConfigTest, PreloadErrorsNameTheEntryAndKey) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"preload": [{"model": "m", "dtyp": "f"}]})", "preload[0]: unknown key 'dtyp'"},
+      {R"({"preload": ["a", {"model": "m", "dtype": "int4"}]})",
+       "preload[1].dtype: 'int4' is not one of"},
+      {R"({"preload": [{"served_name": "x"}]})", "preload[0].model: must not be empty"},
+      {R"({"preload": [{"model": "m", "max_seq_len": -1}]})", "preload[0].max_seq_len: must be >= 0"},
+      {R"({"preload": [{"model": "m", "pin": "yes"}]})", "preload[0].pin: expected a boolean"},
+      {R"({"preload": [3]})", "preload[0]: expected a model name or an object"},
+      {R"({"preload": "m"})", "preload: expected a list of model names"},
+  };
+  for (const auto& [json, expected] : cases) {
+    ServerConfig config;
+    absl::Status s = ApplyConfigJson(json, &config);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << json;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(expected)) << json;
+  }
+}
+
+TEST(ConfigTest, ConfigToJsonRoundTripsEveryKey) {
+  ServerConfig config;
+  ASSERT_TRUE(ApplyConfigJson(R"({"listen": "0.0.0.0:1", "log_format": "json",
+      "log_prompts": true, "tls_reload_interval_s": 5, "max_new_tokens": 77,
+      "permit_keepalive_without_calls": true,
+      "preload": [{"model": "m", "served_name": "s", "dtype": "float16"}]})",
+                              &config)
+                  .ok());
+  const std::string text = ConfigToJson(config);
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << text;
+  for (const std::string& key : ConfigKeys()) EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j.size(), ConfigKeys().size());
+  // The printed config is a valid config file that reproduces the same config.
+  ServerConfig again;
+  absl::Status s = ApplyConfigJson(text, &again);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(ConfigToJson(again), text);
+  EXPECT_EQ(again.listen, "0.0.0.0:1");
+  EXPECT_TRUE(again.log_prompts);
+  EXPECT_EQ(again.tls_reload_interval_s, 5);
+  EXPECT_EQ(again.limits.max_new_tokens, 77);
+  ASSERT_EQ(again.preload.size(), 1u);
+  EXPECT_EQ(again.preload[0].served_name, "s");
+  EXPECT_EQ(again.preload[0].dtype, engine::WeightDType::kFloat16);
 }
 
 }  // namespace

@@ -50,6 +50,7 @@ engine::GenerateChunk FinalChunk(std::string text, std::vector<int32_t> ids,
 struct Options {
   std::string admin_token;
   std::string inference_token;
+  bool log_prompts = false;
 };
 
 class ServiceTest : public ::testing::Test {
@@ -61,6 +62,7 @@ class ServiceTest : public ::testing::Test {
     config.listen = "127.0.0.1:0";
     config.metrics_listen = "";  // the exposer is tested once in metrics_test
     config.limits.max_logprobs = 11;
+    config.log_prompts = options.log_prompts;
     if (!options.admin_token.empty()) {
       config.admin_token_file = WriteFile("admin", options.admin_token);
       config.inference_token_file = WriteFile("inference", options.inference_token);
@@ -495,6 +497,7 @@ TEST_F(ServiceTest, HealthFollowsModelsAndDrain) {
   grpc::StatusCode code;
   EXPECT_EQ(Health(""), HealthCheckResponse::SERVING);
   EXPECT_EQ(Health("kiln.v1.Kiln"), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Health("liveness"), HealthCheckResponse::SERVING);
   Health("model/m", &code);
   EXPECT_EQ(code, grpc::StatusCode::NOT_FOUND);
 
@@ -511,6 +514,8 @@ TEST_F(ServiceTest, HealthFollowsModelsAndDrain) {
   EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(Health("kiln.v1.Kiln"), HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(Health("model/m"), HealthCheckResponse::NOT_SERVING);
+  // A draining process is alive: the liveness probe must not get it killed.
+  EXPECT_EQ(Health("liveness"), HealthCheckResponse::SERVING);
   // A model becoming ready during drain does not bring readiness back.
   engine_->NotifyModelState("m", engine::ModelState::kReady);
   server_->SetServing(true);
@@ -594,6 +599,51 @@ TEST_F(ServiceTest, MetricsAndLogsAfterRpcs) {
     if (absl::StrContains(line, "rpc_end method=GetModel code=NOT_FOUND")) ++rpc_end;
   }
   EXPECT_EQ(rpc_end, 1);
+}
+
+TEST_F(ServiceTest, RpcEndLogsModelTokensAndTimingsButNoText) {
+  for (const bool log_prompts : {false, true}) {
+    SCOPED_TRACE(log_prompts ? "log_prompts" : "default");
+    if (log_prompts) {
+      server_->Shutdown(absl::Seconds(1));
+      StartServer(Options{"", "", /*log_prompts=*/true});
+    }
+    {
+      absl::MutexLock lock(&log_mu_);
+      log_lines_.clear();
+    }
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, TextRequest("secret prompt words"));
+    auto call = engine_->WaitForGenerate(0);
+    ASSERT_TRUE(call.has_value());
+    engine::GenerateChunk last = FinalChunk("generated words", {5, 6}, engine::FinishReason::kEos);
+    last.finish->timing.queue_ms = 3;
+    last.finish->timing.time_to_first_token_ms = 9;
+    call->stream->Push(std::move(last));
+    call->stream->Finish(absl::OkStatus());
+    v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    ASSERT_TRUE(server_->WaitForIdle(absl::Now() + kWait));  // rpc_end is logged before
+
+    absl::MutexLock lock(&log_mu_);
+    std::string line;
+    for (const std::string& l : log_lines_) {
+      if (absl::StrContains(l, "rpc_end method=Generate")) line = l;
+    }
+    ASSERT_FALSE(line.empty());
+    for (const char* field : {"model=m", "adapter=", "prompt_tokens=2", "completion_tokens=2",
+                              "queue_ms=3", "ttft_ms=9", "finish_reason=eos", "code=OK"}) {
+      EXPECT_THAT(line, HasSubstr(field));
+    }
+    EXPECT_THAT(line, ::testing::Not(HasSubstr("generated words")));  // never output text
+    if (log_prompts) {
+      EXPECT_THAT(line, HasSubstr("secret prompt words"));
+    } else {
+      EXPECT_THAT(line, ::testing::Not(HasSubstr("secret")));
+    }
+  }
 }
 
 class AuthServiceTest : public ServiceTest {
