@@ -24,10 +24,4 @@ struct DeviceInfo {
 int DeviceCount(std::string* error);
 // Name, compute capability and free/total memory of device `index`; false with *error set.
 bool QueryDevice(int index, DeviceInfo* info, std::string* error);
-// cublasLtGetVersion(): works without a GPU; proves libcublasLt loads.
-size_t CublasLtVersion();
-// Runs C[m, n] = A[m, k] · B[k, n] in fp32 through cuBLASLt on device `index` with
-// deterministic inputs and compares with a host loop (max-abs 1e-3). True on success.
-bool GemmSelfTest(int index, int m, int n, int k, std::string* error);
-
 }  // namespace kiln::kernels::cuda

@@ -1,5 +1,6 @@
 // Proves libcublasLt loads and answers without a GPU (toolchain.md §7).
 #include "gtest/gtest.h"
+#include "kernels/cuda/cuda_blas.h"
 #include "kernels/cuda/cuda_device.h"
 
 namespace kiln::kernels::cuda {

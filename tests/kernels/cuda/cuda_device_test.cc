@@ -1,5 +1,6 @@
 // Needs a GPU: skipped (and never counted as evidence) when none is visible.
 #include "gtest/gtest.h"
+#include "kernels/cuda/cuda_blas.h"
 #include "kernels/cuda/cuda_device.h"
 
 namespace kiln::kernels::cuda {
