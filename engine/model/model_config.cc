@@ -418,7 +418,9 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir,
   absl::StatusOr<std::string> path = ResolveFileInside(*dir, "config.json", root, "model config");
   if (!path.ok()) {
     if (absl::IsNotFound(path.status())) {
-      return absl::InvalidArgumentError("model directory has no config.json");
+      return absl::InvalidArgumentError(
+          "config.json: missing; the model directory has no config.json (save it with "
+          "transformers' save_pretrained)");
     }
     return path.status();
   }

@@ -166,7 +166,7 @@ absl::StatusOr<ResolvedStopping> ResolveStopping(const StoppingOptions& request,
   if (request.stop.size() > static_cast<size_t>(std::max(0, limits.max_stop_sequences))) {
     return absl::InvalidArgumentError(
         absl::StrCat("stopping.stop: at most ", limits.max_stop_sequences,
-                     " stop sequences, got ", request.stop.size()));
+                     " stop sequences, got ", request.stop.size(), " (max_stop_sequences)"));
   }
   for (size_t i = 0; i < request.stop.size(); ++i) {
     const std::string& s = request.stop[i];
@@ -177,7 +177,7 @@ absl::StatusOr<ResolvedStopping> ResolveStopping(const StoppingOptions& request,
     if (static_cast<int64_t>(s.size()) > limits.max_stop_sequence_bytes) {
       return absl::InvalidArgumentError(
           absl::StrCat("stopping.stop[", i, "]: at most ", limits.max_stop_sequence_bytes,
-                       " bytes, got ", s.size()));
+                       " bytes, got ", s.size(), " (max_stop_sequence_bytes)"));
     }
     if (!IsValidUtf8(s)) {
       return absl::InvalidArgumentError(
@@ -216,7 +216,7 @@ absl::StatusOr<LogprobOptions> ResolveLogprobs(int32_t top_logprobs, bool return
   if (top_logprobs < 0 || top_logprobs > limits.max_logprobs) {
     return absl::InvalidArgumentError(absl::StrCat("logprobs: must be in [0, ",
                                                    limits.max_logprobs, "], got ",
-                                                   top_logprobs));
+                                                   top_logprobs, " (max_logprobs)"));
   }
   return LogprobOptions{top_logprobs, return_token_logprob};
 }

@@ -38,12 +38,14 @@ absl::StatusOr<Json> ParseJsonBounded(std::string_view text, absl::string_view w
                                       size_t max_bytes, int max_depth) {
   if (text.size() > max_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is ", text.size(),
-                                                   " bytes, over the limit of ", max_bytes));
+                                                   " bytes, over the limit of ", max_bytes,
+                                                   " (max_json_bytes)"));
   }
   const int depth = MaxDepth(text, max_depth);
   if (depth > max_depth) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, " nests deeper than the limit of ", max_depth, " levels"));
+        absl::StrCat(what, " nests deeper than the limit of ", max_depth,
+                     " levels (JSON nesting depth, max_json_depth)"));
   }
   Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
