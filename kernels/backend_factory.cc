@@ -5,6 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cpu_backend.h"
 
+#ifdef KILN_WITH_CUDA
+#include "kernels/cuda/cuda_device.h"
+#endif
+
 namespace kiln::kernels {
 
 bool CudaBuilt() {
@@ -21,14 +25,13 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& opt
       return cpu::CreateCpuBackend({.num_threads = options.num_threads});
     case BackendKind::kCuda: {
 #ifdef KILN_WITH_CUDA
-      // The CUDA module (kernels/cuda) is deliberately not linked into the engine yet: any
-      // CUDA runtime in the daemon's process makes civetweb, the HTTP server under
-      // prometheus-cpp's /metrics exposer, crash on a scrape (libcublasLt even stops it from
-      // starting). The CUDA backend must land together with a /metrics server that does not
-      // use civetweb; until then the daemon answers honestly.
-      return absl::UnimplementedError(
-          "the CUDA backend's ops are not implemented yet (kernels/cuda builds, the engine "
-          "serves on cpu)");
+      std::string error;
+      const int count = cuda::DeviceCount(&error);
+      if (options.device_index < 0 || options.device_index >= count) {
+        return absl::NotFoundError(absl::StrCat("cuda device ", options.device_index, " not found (",
+                                                count, " visible", error.empty() ? "" : ": ", error, ")"));
+      }
+      return absl::UnimplementedError("the CUDA backend's ops are not implemented yet");
 #else
       return absl::UnimplementedError("kiln was built without CUDA (no nvcc at configure time)");
 #endif

@@ -7,7 +7,6 @@
 #include "absl/time/clock.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
-#include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -16,8 +15,7 @@
 
 namespace kiln::server {
 
-// What the exposer scrapes: refreshes the uptime gauge, then collects the registry. Holds
-// the registry weakly-by-owner (Metrics outlives it: the exposer is destroyed first).
+// What a scrape collects: refreshes the uptime gauge, then collects the registry.
 class Metrics::ScrapeCollectable : public prometheus::Collectable {
  public:
   explicit ScrapeCollectable(const Metrics* metrics) : metrics_(metrics) {}
@@ -64,26 +62,16 @@ Metrics::Metrics(const std::string& version, const std::string& commit, bool cud
 }
 
 Metrics::~Metrics() {
-  exposer_.reset();  // stop scrapes before the collectable and registry go away
+  http_.reset();  // stop scrapes before the collectable and registry go away
 }
 
 absl::StatusOr<int> Metrics::StartExposer(const std::string& address) {
-  if (exposer_) return absl::FailedPreconditionError("metrics exposer already started");
-  // civetweb reports a bind failure by throwing (toolchain.md pitfall 11).
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics_listen: cannot listen on '", address, "': ", e.what()));
-  }
-  exposer_->RegisterCollectable(scrape_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  if (ports.empty()) {
-    exposer_.reset();
-    return absl::UnavailableError(
-        absl::StrCat("metrics_listen: no port bound for '", address, "'"));
-  }
-  return ports.front();
+  if (http_) return absl::FailedPreconditionError("metrics endpoint already started");
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+      MetricsHttpServer::Start(address, [this] { return Text(); });
+  if (!http.ok()) return http.status();
+  http_ = *std::move(http);
+  return http_->port();
 }
 
 void Metrics::RpcStarted(const std::string& method) {

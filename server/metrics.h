@@ -19,11 +19,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
+#include "server/metrics_http.h"
 
 namespace prometheus {
 class Collectable;
 class Counter;
-class Exposer;
 class Gauge;
 class Histogram;
 class Registry;
@@ -42,7 +42,8 @@ class Metrics {
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
-  // Starts the HTTP endpoint on host:port (port 0 = ephemeral); returns the bound port.
+  // Starts the /metrics HTTP endpoint (metrics_http.h) on host:port (port 0 = ephemeral);
+  // returns the bound port.
   // UNAVAILABLE naming the address when it cannot bind; FAILED_PRECONDITION if started.
   absl::StatusOr<int> StartExposer(const std::string& address);
 
@@ -66,7 +67,7 @@ class Metrics {
   prometheus::Gauge* draining_;
   prometheus::Gauge* uptime_;
   std::shared_ptr<ScrapeCollectable> scrape_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> http_;
 };
 
 // The gRPC code's canonical name ("OK", "INVALID_ARGUMENT", ...).

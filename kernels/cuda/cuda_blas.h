@@ -1,5 +1,5 @@
 // cuBLASLt entry points behind a plain C++ header (no CUDA types). Linking this library
-// loads libcublasLt; see cuda_device.cu for why the daemon does not (yet).
+// loads libcublasLt (see cuda_device.cu).
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,8 @@
-// Device query (CUDA runtime only). cuBLASLt lives in cuda_blas.cu so that processes that
-// only query devices (kilnd today) do not load libcublasLt: loading it makes civetweb's
-// mg_start fail in the same process (prometheus-cpp's exposer; reproduce with
-// LD_PRELOAD=libcublasLt.so.13 kilnd --metrics_listen=127.0.0.1:0). Root cause open.
+// Device query (CUDA runtime only). The cuBLASLt self-test lives in cuda_blas.cu so that a
+// process that only queries devices does not load the 700 MB libcublasLt.
+// History: with civetweb (prometheus-cpp's exposer) in the daemon, any CUDA runtime in the
+// process crashed /metrics scrapes and libcublasLt stopped civetweb from starting; kilnd now
+// serves /metrics itself (server/metrics_http.h).
 #include <cuda_runtime.h>
 
 #include <string>
