@@ -257,7 +257,12 @@ absl::StatusOr<json> ReadJsonFile(const std::string& path, std::string_view disp
 JsonFields::JsonFields(const json& obj, std::string_view display_name, std::string prefix)
     : obj_(obj), display_name_(display_name), prefix_(std::move(prefix)) {}
 
-std::string JsonFields::FieldName(std::string_view key) const { return Cat(prefix_, key); }
+// Keys can come from the file itself (iterated objects), so they are escaped like values:
+// a key holding NUL or control bytes must not reach a status message raw (fuzz finding,
+// tests/fuzz/corpus/json_util_fuzz/regress-nul-key).
+std::string JsonFields::FieldName(std::string_view key) const {
+  return Cat(prefix_, EscapeForMessage(key, 128, /*escape_quotes=*/false));
+}
 
 const json* JsonFields::Get(std::string_view key) const {
   if (!obj_.is_object()) return nullptr;

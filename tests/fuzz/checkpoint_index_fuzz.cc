@@ -60,7 +60,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!ckpt.ok()) {
     const auto m = ckpt.status().message();
     KILN_FUZZ_CHECK(kiln::fuzz::MessageIsClean(m));
-    KILN_FUZZ_CHECK(m.find(g_root.string()) == std::string_view::npos,
+    // The temp dir may appear only when the input itself spelled it (messages may quote the
+    // index text): a path the daemon adds on its own would be a leak.
+    const bool in_input = kiln::fuzz::AsText(data, size).find(g_root.string()) != std::string_view::npos;
+    KILN_FUZZ_CHECK(in_input || m.find(g_root.string()) == std::string_view::npos,
                     "message leaks the absolute path: %s", std::string(m).c_str());
     return 0;
   }

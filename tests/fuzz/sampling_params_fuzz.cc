@@ -56,7 +56,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     std::isfinite(r->presence_penalty) && std::isfinite(r->frequency_penalty));
     if (!r->greedy) {
       KILN_FUZZ_CHECK(r->temperature > 0 && r->temperature <= s::kMaxTemperature);
-      KILN_FUZZ_CHECK(r->top_p > 0 && r->top_p <= 1);
+      // 0 only from generation_config.json (transformers accepts it: keeps one token).
+      KILN_FUZZ_CHECK(r->top_p >= 0 && r->top_p <= 1);
+      if (req.top_p.has_value()) KILN_FUZZ_CHECK(r->top_p > 0);
       KILN_FUZZ_CHECK(r->min_p >= 0 && r->min_p <= 1);
       KILN_FUZZ_CHECK(r->top_k >= 0 && r->top_k < vocab);
     }
