@@ -145,6 +145,16 @@ const std::vector<Field>& Fields() {
       KILN_LIMIT(max_vocab_size),
       KILN_LIMIT(max_adapter_rank),
       KILN_LIMIT(max_loaded_models),
+      KILN_LIMIT(max_running_requests),
+      KILN_LIMIT(max_batched_tokens),
+      KILN_LIMIT(kv_block_size_tokens),
+      KILN_LIMIT(stream_stall_timeout_ms),
+      {"enable_chunked_prefill", Kind::kBool,
+       [](ServerConfig& c, const Value& v) {
+         c.limits.enable_chunked_prefill = std::get<bool>(v);
+         return absl::OkStatus();
+       },
+       [](const ServerConfig& c) { return nlohmann::json(c.limits.enable_chunked_prefill); }},
       KILN_GRPC_INT(max_receive_message_bytes),
       KILN_GRPC_INT(max_send_message_bytes),
       KILN_GRPC_INT(max_metadata_bytes),
@@ -403,6 +413,10 @@ absl::Status ValidateConfig(const ServerConfig& c) {
       {"max_vocab_size", l.max_vocab_size},
       {"max_adapter_rank", l.max_adapter_rank},
       {"max_loaded_models", l.max_loaded_models},
+      {"max_running_requests", l.max_running_requests},
+      {"max_batched_tokens", l.max_batched_tokens},
+      {"kv_block_size_tokens", l.kv_block_size_tokens},
+      {"stream_stall_timeout_ms", l.stream_stall_timeout_ms},
       {"max_receive_message_bytes", c.grpc.max_receive_message_bytes},
       {"max_send_message_bytes", c.grpc.max_send_message_bytes},
       {"max_metadata_bytes", c.grpc.max_metadata_bytes},

@@ -107,6 +107,16 @@ ABSL_FLAG(int64_t, max_tensors_per_file, kLimits.max_tensors_per_file,
 ABSL_FLAG(int64_t, max_vocab_size, kLimits.max_vocab_size, "Largest vocabulary accepted.");
 ABSL_FLAG(int32_t, max_adapter_rank, kLimits.max_adapter_rank, "Largest LoRA rank accepted.");
 ABSL_FLAG(int32_t, max_loaded_models, kLimits.max_loaded_models, "Most resident models.");
+ABSL_FLAG(int32_t, max_running_requests, kLimits.max_running_requests,
+          "Sequences batched together in one engine step, per model.");
+ABSL_FLAG(int32_t, max_batched_tokens, kLimits.max_batched_tokens,
+          "New tokens (prefill chunks + decodes) in one engine step, per model.");
+ABSL_FLAG(bool, enable_chunked_prefill, kLimits.enable_chunked_prefill,
+          "Split long prompts over several steps, mixed with decodes.");
+ABSL_FLAG(int32_t, kv_block_size_tokens, kLimits.kv_block_size_tokens,
+          "Tokens per paged KV block.");
+ABSL_FLAG(int64_t, stream_stall_timeout_ms, kLimits.stream_stall_timeout_ms,
+          "A client that stops reading for this long has its request cancelled.");
 ABSL_FLAG(int64_t, max_receive_message_bytes, kGrpc.max_receive_message_bytes,
           "Largest gRPC request message.");
 ABSL_FLAG(int64_t, max_send_message_bytes, kGrpc.max_send_message_bytes,

@@ -111,6 +111,31 @@ TEST(ConfigTest, FileErrorsNameTheFile) {
   EXPECT_THAT(std::string(s.message()), HasSubstr(path));
 }
 
+// The scheduler's knobs reach the engine from the config file (and, by the same table,
+// from flags), and nonsense values are refused by name.
+TEST(ConfigTest, SchedulerSettingsReachTheEngineLimits) {
+  ServerConfig config;
+  ASSERT_TRUE(ApplyConfigJson(R"({"max_running_requests": 4, "max_batched_tokens": 512,
+      "enable_chunked_prefill": false, "kv_block_size_tokens": 32,
+      "stream_stall_timeout_ms": 1500})",
+                              &config)
+                  .ok());
+  ASSERT_TRUE(ValidateConfig(config).ok());
+  EXPECT_EQ(config.limits.max_running_requests, 4);
+  EXPECT_EQ(config.limits.max_batched_tokens, 512);
+  EXPECT_FALSE(config.limits.enable_chunked_prefill);
+  EXPECT_EQ(config.limits.kv_block_size_tokens, 32);
+  EXPECT_EQ(config.limits.stream_stall_timeout_ms, 1500);
+  for (const char* key : {"max_running_requests", "max_batched_tokens", "kv_block_size_tokens",
+                          "stream_stall_timeout_ms"}) {
+    ServerConfig bad;
+    ASSERT_TRUE(ApplyConfigJson(std::string("{\"") + key + "\": 0}", &bad).ok()) << key;
+    absl::Status s = ValidateConfig(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << key;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(std::string(key) + ": must be > 0"));
+  }
+}
+
 TEST(ConfigTest, ValidationNamesTheSetting) {
   struct Case {
     std::string json;
