@@ -32,7 +32,10 @@ export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:allocator_m
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 run_one() {
   local t="$1" d="$work/$1"
-  mkdir -p "$d/corpus"
+  mkdir -p "$d/corpus" "$d/previous"
+  # Findings of earlier runs move aside so the summary lists this run's only.
+  find "$d" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' \
+    -o -name 'oom-*' -o -name 'slow-unit-*' \) -exec mv -t "$d/previous" {} +
   # -rss_limit_mb/-malloc_limit_mb: parsers must reject huge sizes before allocating.
   "$build/tests/fuzz/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -malloc_limit_mb=1024 -max_len=65536 -print_final_stats=1 -artifact_prefix="$d/" \
