@@ -5,7 +5,7 @@
 #
 #   bench/peers/run_peers.sh [peers.py all flags, e.g. --prompt_len=128 --output_len=64 --batched=32]
 #
-# Python: $KILN_BENCH_PYTHON if set (e.g. /work/venv-ref/bin/python), else a venv built from
+# Python: $KILN_BENCH_PYTHON if set (e.g. the tools/fixtures venv), else a venv built from
 # PyPI with the pinned versions in requirements.txt under $KILN_BUILD/peers-venv.
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 kiln_bench_build kilnd kiln_loadgen

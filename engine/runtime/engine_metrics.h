@@ -1,4 +1,4 @@
-// EngineMetrics: the engine's Prometheus metrics (names agreed in /work/notes/metrics.md and
+// EngineMetrics: the engine's Prometheus metrics (names listed in deploy/metrics.txt and
 // used by deploy/'s dashboard), registered on EngineOptions::metrics_registry. With no registry
 // every handle is a no-op, so tests and library users need not care.
 //

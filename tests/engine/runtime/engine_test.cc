@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "engine/runtime/engine_factory.h"
+#include "tests/engine/runtime/engine_test_util.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -26,67 +27,13 @@ nlohmann::json ReadJson(const std::string& path) {
   return nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
 }
 
-struct Collected {
-  std::string text;
-  std::vector<int32_t> ids;
-  std::optional<GenerateChunk::Finish> finish;
-  absl::Status status;
-};
+using testing::Collect;
+using testing::Collected;
 
-// Drains a stream to its end, driven by the ready callback. EventStream calls the callback
-// once per empty Drain, so two pumps never drain at once: one that found nothing touches
-// nothing after.
-Collected Collect(const std::shared_ptr<GenerateStream>& stream) {
-  Collected c;
-  absl::Notification done;
-  std::function<void()> pump = [&] {
-    while (true) {
-      GenerateStream::Batch batch = stream->Drain();
-      if (batch.empty()) return;
-      for (GenerateChunk& chunk : batch.events) {
-        c.text += chunk.text;
-        c.ids.insert(c.ids.end(), chunk.token_ids.begin(), chunk.token_ids.end());
-        if (chunk.finish) c.finish = chunk.finish;
-      }
-      if (batch.final_status.has_value()) {
-        c.status = *batch.final_status;
-        done.Notify();
-        return;
-      }
-    }
-  };
-  stream->SetReadyCallback(pump);
-  pump();
-  done.WaitForNotification();
-  return c;
-}
-
+// Loads through the helper and also checks that a successful load reported progress.
 absl::Status LoadAndWait(Engine& engine, const LoadModelOptions& options, ModelInfo* info) {
-  std::shared_ptr<LoadStream> stream = engine.LoadModel(options);
-  absl::Notification done;
-  absl::Status status;
   int progress_events = 0;
-  std::function<void()> pump = [&] {
-    while (true) {
-      LoadStream::Batch batch = stream->Drain();
-      if (batch.empty()) return;
-      for (LoadEvent& e : batch.events) {
-        if (auto* ready = std::get_if<ModelInfo>(&e)) {
-          if (info) *info = *ready;
-        } else {
-          ++progress_events;
-        }
-      }
-      if (batch.final_status) {
-        status = *batch.final_status;
-        done.Notify();
-        return;
-      }
-    }
-  };
-  stream->SetReadyCallback(pump);
-  pump();
-  done.WaitForNotification();
+  absl::Status status = testing::LoadAndWait(engine, options, info, &progress_events);
   if (status.ok()) {
     EXPECT_GT(progress_events, 0);
   }

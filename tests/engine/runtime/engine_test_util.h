@@ -49,7 +49,9 @@ inline Collected Collect(const std::shared_ptr<GenerateStream>& stream,
   return c;
 }
 
-inline absl::Status LoadAndWait(Engine& engine, const LoadModelOptions& options, ModelInfo* info) {
+// `progress_events` (may be null) counts the progress events before the end.
+inline absl::Status LoadAndWait(Engine& engine, const LoadModelOptions& options, ModelInfo* info,
+                                int* progress_events = nullptr) {
   std::shared_ptr<LoadStream> stream = engine.LoadModel(options);
   absl::Notification done;
   absl::Status status;
@@ -58,8 +60,10 @@ inline absl::Status LoadAndWait(Engine& engine, const LoadModelOptions& options,
       LoadStream::Batch batch = stream->Drain();
       if (batch.empty()) return;
       for (LoadEvent& e : batch.events) {
-        if (auto* ready = std::get_if<ModelInfo>(&e); ready != nullptr && info != nullptr) {
-          *info = *ready;
+        if (auto* ready = std::get_if<ModelInfo>(&e); ready != nullptr) {
+          if (info != nullptr) *info = *ready;
+        } else if (progress_events != nullptr) {
+          ++*progress_events;
         }
       }
       if (batch.final_status) {

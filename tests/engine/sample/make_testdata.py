@@ -2,7 +2,7 @@
 """Reference outputs for kiln's logits pipeline, from transformers' own LogitsProcessors.
 
 Run with the reference stack (torch 2.15, transformers 5.23):
-    /work/venv-ref/bin/python tests/engine/sample/make_testdata.py
+    .venv-fixtures/bin/python tests/engine/sample/make_testdata.py
 
 For many parameter combinations it draws seeded random logits, builds the processor list with
 transformers' `GenerationMixin._get_logits_processor` (so both the classes and generate()'s

@@ -1,7 +1,7 @@
 """Regenerates the interoperability fixtures with the reference stack (safetensors 0.8,
 transformers 5.23, torch):
 
-    /work/venv-ref/bin/python tests/engine/io/testdata/make_testdata.py
+    .venv-fixtures/bin/python tests/engine/io/testdata/make_testdata.py
 
 - interop.safetensors: written by safetensors.torch.save_file (several dtypes, a 0-rank scalar,
   a zero-size tensor, __metadata__). Values are arange-based so the C++ test can check bytes.

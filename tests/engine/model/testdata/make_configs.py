@@ -1,6 +1,6 @@
 """Regenerates the config.json fixtures with the reference stack (transformers 5.23):
 
-    /work/venv-ref/bin/python tests/engine/model/testdata/make_configs.py
+    .venv-fixtures/bin/python tests/engine/model/testdata/make_configs.py
 
 Each <name>/config.json is exactly what save_pretrained writes; model_config_test.cc parses them
 and checks the values below.

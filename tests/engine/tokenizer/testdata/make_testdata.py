@@ -2,7 +2,7 @@
 """Regenerates the tokenizer test data under tests/engine/tokenizer/testdata/.
 
 Run with the reference stack (tokenizers 0.23.3, transformers 5.23):
-    /work/venv-ref/bin/python tests/engine/tokenizer/testdata/make_testdata.py
+    .venv-fixtures/bin/python tests/engine/tokenizer/testdata/make_testdata.py
 
 For each family it trains a tiny BPE tokenizer with that family's real pipeline, writes
 <family>/tokenizer.json + <family>/tokenizer_config.json, and records reference outputs in
