@@ -40,7 +40,11 @@ absl::Status CheckRelativeFileName(std::string_view rel, std::string_view what) 
   };
   if (rel.empty()) return bad("empty file name");
   if (rel.size() > 1024) return bad("file name longer than 1024 bytes");
-  if (rel.front() == '/') return bad("absolute paths are not allowed");
+  // Not quoted: an absolute path would put a location outside the model roots into the
+  // message (reliability.md G2).
+  if (rel.front() == '/') {
+    return absl::InvalidArgumentError(Cat(what, ": absolute paths are not allowed"));
+  }
   for (char c : rel) {
     const unsigned char u = static_cast<unsigned char>(c);
     if (u < 0x20 || u == 0x7f) return bad("control characters are not allowed");

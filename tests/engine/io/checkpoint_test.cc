@@ -82,7 +82,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadIndex{"DotDot", R"({"a": "../../etc/passwd", "b": "s1.safetensors", "c": "s2.safetensors"})",
                  "shard \"../../etc/passwd\": empty, '.' and '..' path components are not allowed"},
         BadIndex{"Absolute", R"({"a": "/etc/passwd", "b": "s1.safetensors", "c": "s2.safetensors"})",
-                 "shard \"/etc/passwd\": absolute paths are not allowed"},
+                 "shard: absolute paths are not allowed"},
         BadIndex{"Backslash", R"({"a": "..\\s1.safetensors", "b": "s1.safetensors", "c": "s2.safetensors"})",
                  "backslashes are not allowed"},
         BadIndex{"MissingShard", R"({"a": "s1.safetensors", "b": "s1.safetensors", "c": "s3.safetensors"})",
