@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "engine/model/batch_plan.h"
@@ -47,6 +49,38 @@ class Activations {
  private:
   kernels::DeviceBuffer buffer_;
   size_t capacity_ = 0;
+};
+
+// What every architecture shares: its config and dims, weight dtype, backend, the device
+// buffers that hold its weights, the activation arena, and the CausalLm accessors over them.
+// An architecture derives from it and adds its tensors, Load and Forward.
+class DecoderModelBase : public CausalLm {
+ public:
+  const ModelConfig& config() const override { return config_; }
+  kernels::DType dtype() const override { return dtype_; }
+  size_t weight_bytes() const override { return weight_bytes_; }
+  absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) override {
+    return KvCache::Create(backend_, config_.num_hidden_layers, dims_.kv_heads, dims_.head_dim,
+                           options);
+  }
+
+ protected:
+  // `kv_heads`: the heads K and V have (GQA), which may differ from the config's spelling.
+  DecoderModelBase(const ModelConfig& config, kernels::DType dtype, kernels::Backend& backend,
+                   int64_t kv_heads)
+      : config_(config),
+        dims_{config.hidden_size, config.num_attention_heads, kv_heads,
+              config.head_dim,    config.intermediate_size,   config.vocab_size},
+        dtype_(dtype),
+        backend_(backend) {}
+
+  ModelConfig config_;
+  ModelDims dims_;
+  kernels::DType dtype_;
+  kernels::Backend& backend_;
+  std::vector<kernels::DeviceBuffer> buffers_;
+  size_t weight_bytes_ = 0;
+  Activations act_;
 };
 
 // Workspace one matmul with `m` rows through `lin` needs.

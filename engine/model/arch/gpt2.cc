@@ -23,34 +23,19 @@ struct Gpt2Layer {
   GeluMlpLayer mlp;
 };
 
-class Gpt2Model final : public CausalLm {
+class Gpt2Model final : public DecoderModelBase {
  public:
+  // GPT-2 has no GQA: K and V have every head.
   Gpt2Model(const ModelConfig& config, kernels::DType dtype, kernels::Backend& backend)
-      : config_(config), dtype_(dtype), backend_(backend) {
-    dims_ = {config.hidden_size, config.num_attention_heads, config.num_attention_heads,
-             config.head_dim,    config.intermediate_size,   config.vocab_size};
-  }
+      : DecoderModelBase(config, dtype, backend, config.num_attention_heads) {}
 
   absl::Status Load(const Checkpoint& checkpoint, const LoadOptions& options);
 
-  const ModelConfig& config() const override { return config_; }
-  kernels::DType dtype() const override { return dtype_; }
-  size_t weight_bytes() const override { return weight_bytes_; }
-  absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) override {
-    return KvCache::Create(backend_, config_.num_hidden_layers, dims_.kv_heads, dims_.head_dim, options);
-  }
   absl::Status Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) override;
 
  private:
-  ModelConfig config_;
-  ModelDims dims_;
-  kernels::DType dtype_;
-  kernels::Backend& backend_;
-  std::vector<kernels::DeviceBuffer> buffers_;
-  size_t weight_bytes_ = 0;
   kernels::TensorView wte_, wpe_, lnf_w_, lnf_b_, lm_head_;
   std::vector<Gpt2Layer> layers_;
-  Activations act_;
 };
 
 absl::StatusOr<LinearWeights> LoadConv1D(WeightLoader& w, const std::string& prefix, int64_t in, int64_t out) {

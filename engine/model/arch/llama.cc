@@ -24,37 +24,21 @@ struct LlamaLayer {
   GatedMlpLayer mlp;
 };
 
-class LlamaModel final : public CausalLm {
+class LlamaModel final : public DecoderModelBase {
  public:
   LlamaModel(const ModelConfig& config, kernels::DType dtype, kernels::Backend& backend, RotaryEmbedding rope)
-      : config_(config), dtype_(dtype), backend_(backend), rope_(std::move(rope)) {
-    dims_ = {config.hidden_size, config.num_attention_heads, config.num_key_value_heads,
-             config.head_dim,    config.intermediate_size,   config.vocab_size};
-  }
+      : DecoderModelBase(config, dtype, backend, config.num_key_value_heads), rope_(std::move(rope)) {}
 
   absl::Status Load(const Checkpoint& checkpoint, const LoadOptions& options);
 
-  const ModelConfig& config() const override { return config_; }
-  kernels::DType dtype() const override { return dtype_; }
-  size_t weight_bytes() const override { return weight_bytes_; }
-  absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) override {
-    return KvCache::Create(backend_, config_.num_hidden_layers, dims_.kv_heads, dims_.head_dim, options);
-  }
   absl::Status Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) override;
 
  private:
   size_t Workspace(int64_t tokens, int64_t rows, int64_t max_kv) const;
 
-  ModelConfig config_;
-  ModelDims dims_;
-  kernels::DType dtype_;
-  kernels::Backend& backend_;
   RotaryEmbedding rope_;
-  std::vector<kernels::DeviceBuffer> buffers_;
-  size_t weight_bytes_ = 0;
   kernels::TensorView embed_, final_norm_, lm_head_;
   std::vector<LlamaLayer> layers_;
-  Activations act_;
 };
 
 absl::StatusOr<LinearWeights> LoadLinear(WeightLoader& w, const std::string& prefix, int64_t out, int64_t in,
