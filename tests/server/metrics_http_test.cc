@@ -1,8 +1,5 @@
 #include "server/metrics_http.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/server/http_test_util.h"
 
 namespace kiln::server {
 namespace {
@@ -17,34 +15,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+using testing::ConnectLoopback;
+using testing::HttpExchange;
 
-// Sends `request` raw and reads until the server closes the connection.
-std::string Exchange(int port, const std::string& request) {
-  const int fd = Connect(port);
-  if (fd < 0) return "";
-  if (write(fd, request.data(), request.size()) < 0) {
-    close(fd);
-    return "";
-  }
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return response;
-}
 
 class MetricsHttpTest : public ::testing::Test {
  protected:
@@ -64,35 +37,35 @@ class MetricsHttpTest : public ::testing::Test {
 };
 
 TEST_F(MetricsHttpTest, ServesMetricsAsPrometheusText) {
-  const std::string r = Exchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string r = HttpExchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_THAT(r, StartsWith("HTTP/1.1 200 OK\r\n"));
   EXPECT_THAT(r, HasSubstr("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
   EXPECT_THAT(r, HasSubstr("Content-Length: 20\r\n"));
   EXPECT_THAT(r, HasSubstr("\r\n\r\nkiln_test_metric 42\n"));
   EXPECT_EQ(renders_.load(), 1);
   // A query string does not change the path.
-  EXPECT_THAT(Exchange(server_->port(), "GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+  EXPECT_THAT(HttpExchange(server_->port(), "GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
               StartsWith("HTTP/1.1 200 OK"));
 }
 
 TEST_F(MetricsHttpTest, HeadHasNoBodyAndOtherRequestsGetTheRightCodes) {
-  const std::string head = Exchange(server_->port(), "HEAD /metrics HTTP/1.1\r\n\r\n");
+  const std::string head = HttpExchange(server_->port(), "HEAD /metrics HTTP/1.1\r\n\r\n");
   EXPECT_THAT(head, StartsWith("HTTP/1.1 200 OK"));
   EXPECT_EQ(head.substr(head.find("\r\n\r\n") + 4), "");
-  EXPECT_THAT(Exchange(server_->port(), "GET /nope HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 404"));
-  EXPECT_THAT(Exchange(server_->port(), "POST /metrics HTTP/1.1\r\n\r\n"),
+  EXPECT_THAT(HttpExchange(server_->port(), "GET /nope HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 404"));
+  EXPECT_THAT(HttpExchange(server_->port(), "POST /metrics HTTP/1.1\r\n\r\n"),
               StartsWith("HTTP/1.1 405"));
-  EXPECT_THAT(Exchange(server_->port(), "garbage\r\n\r\n"), StartsWith("HTTP/1.1 400"));
-  EXPECT_THAT(Exchange(server_->port(), "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a')),
+  EXPECT_THAT(HttpExchange(server_->port(), "garbage\r\n\r\n"), StartsWith("HTTP/1.1 400"));
+  EXPECT_THAT(HttpExchange(server_->port(), "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a')),
               StartsWith("HTTP/1.1 431"));
 }
 
 // A client that connects and says nothing is dropped after the read timeout; the next
 // scrape is answered (the blocking read is bounded, not forever).
 TEST_F(MetricsHttpTest, SilentClientDoesNotBlockScrapesForever) {
-  const int silent = Connect(server_->port());
+  const int silent = ConnectLoopback(server_->port());
   ASSERT_GE(silent, 0);
-  const std::string r = Exchange(server_->port(), "GET /metrics HTTP/1.1\r\n\r\n");
+  const std::string r = HttpExchange(server_->port(), "GET /metrics HTTP/1.1\r\n\r\n");
   EXPECT_THAT(r, StartsWith("HTTP/1.1 200 OK"));
   close(silent);
 }

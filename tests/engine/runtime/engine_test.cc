@@ -18,7 +18,8 @@
 namespace kiln::engine {
 namespace {
 
-const std::string kFixtures = std::string(KILN_SOURCE_DIR) + "/tests/golden/fixtures";
+using testing::kFixtures;
+using testing::MakeEngine;
 
 nlohmann::json ReadJson(const std::string& path) {
   std::ifstream in(path);
@@ -44,17 +45,6 @@ LoadModelOptions Opts(const std::string& model) {
   LoadModelOptions o;
   o.model = model;
   return o;
-}
-
-std::unique_ptr<Engine> MakeEngine(EngineLimits limits = {}) {
-  EngineOptions options;
-  options.model_roots = {kFixtures + "/models"};
-  options.hub_cache = kFixtures + "/hub";
-  options.limits = limits;
-  options.num_compute_threads = 2;
-  auto engine = CreateEngine(std::move(options));
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return *std::move(engine);
 }
 
 GenerateRequest GreedyRequest(const std::string& model, std::vector<int32_t> prompt, int max_new) {

@@ -11,8 +11,25 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "engine/runtime/engine.h"
+#include "engine/runtime/engine_factory.h"
+#include "gtest/gtest.h"
 
 namespace kiln::engine::testing {
+
+// The golden fixtures: models/ (model root) and hub/ (a hub cache) under it.
+inline const std::string kFixtures = std::string(KILN_SOURCE_DIR) + "/tests/golden/fixtures";
+
+// A CPU engine serving the fixture models, with `limits`.
+inline std::unique_ptr<Engine> MakeEngine(EngineLimits limits = {}) {
+  EngineOptions options;
+  options.model_roots = {kFixtures + "/models"};
+  options.hub_cache = kFixtures + "/hub";
+  options.limits = limits;
+  options.num_compute_threads = 2;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = CreateEngine(std::move(options));
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? *std::move(engine) : nullptr;
+}
 
 struct Collected {
   std::string text;

@@ -22,19 +22,9 @@ using testing::Collect;
 using testing::Collected;
 using testing::LoadAndWait;
 
-const std::string kFixtures = std::string(KILN_SOURCE_DIR) + "/tests/golden/fixtures";
+using testing::kFixtures;
+using testing::MakeEngine;
 constexpr char kModel[] = "llama_tiny";  // 256 positions, vocab 640
-
-std::unique_ptr<Engine> MakeEngine(EngineLimits limits = {}) {
-  EngineOptions options;
-  options.model_roots = {kFixtures + "/models"};
-  options.hub_cache = kFixtures + "/hub";
-  options.limits = limits;
-  options.num_compute_threads = 2;
-  auto engine = CreateEngine(std::move(options));
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return *std::move(engine);
-}
 
 ModelInfo Load(Engine& engine, LoadModelOptions o) {
   ModelInfo info;
