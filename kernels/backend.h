@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
+#include "kernels/quant/quant_matrix.h"
 #include "kernels/tensor.h"
 
 namespace kiln::kernels {
@@ -96,6 +97,20 @@ struct AttentionParams {
   float scale = 1.0f;          // usually 1/sqrt(head_dim)
 };
 
+// One adapter's low-rank pair for LoraApply: delta = scale * (x A^T) B^T.
+struct LoraPair {
+  TensorView a;        // [r, in]  F32 (lora_A.weight)
+  TensorView b;        // [out, r] F32 (lora_B.weight)
+  float scale = 1.0f;  // lora_alpha / r, or lora_alpha / sqrt(r) with rslora
+};
+
+// Rows of a batch grouped by adapter (SGMV style): segment s covers rows
+// [seg_start[s], seg_start[s+1]) and uses pairs[slot[s]], or no adapter when slot[s] < 0.
+struct LoraSegments {
+  std::span<const int32_t> seg_start = {};  // [segments + 1], seg_start[0] == 0, non-decreasing
+  std::span<const int32_t> slot = {};       // [segments]
+};
+
 class Backend : public DeviceAllocator {
  public:
   ~Backend() override = default;
@@ -128,6 +143,28 @@ class Backend : public DeviceAllocator {
                               TensorView workspace)  // >= MatmulWorkspaceBytes(m, n, k, w.dtype)
       = 0;
   virtual size_t MatmulWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType w) const = 0;
+
+  // out = x · W^T (+ bias) for a quantized W (kernels/quant/quant_matrix.h), fp32 accumulation,
+  // rounding as w.compute_dtype prescribes. INVALID_ARGUMENT for shapes that do not fit w;
+  // UNIMPLEMENTED for a format this backend lacks.
+  virtual absl::Status QuantMatmul(TensorView x,                // [m, w.cols] F32
+                                   const QuantizedMatrix& w,    // [w.rows, w.cols]
+                                   TensorView bias,             // [w.rows] any float, or empty
+                                   TensorView out,              // [m, w.rows] F32
+                                   TensorView workspace)        // QuantMatmulWorkspaceBytes
+      = 0;
+  virtual size_t QuantMatmulWorkspaceBytes(int64_t m, const QuantizedMatrix& w) const = 0;
+
+  // Heterogeneous LoRA: out[rows of segment s] += pairs[slot].scale * (x A^T) B^T for every
+  // segment with an adapter, each pair with its own rank. Slots, segment bounds and every
+  // pair's shapes ([r, in] / [out, r], r >= 1) are validated before anything is written.
+  virtual absl::Status LoraApply(TensorView x,                      // [m, in] F32
+                                 std::span<const LoraPair> pairs,   // adapters of this batch
+                                 const LoraSegments& segments,
+                                 TensorView out,                    // [m, out] F32, accumulated
+                                 TensorView workspace)              // LoraWorkspaceBytes
+      = 0;
+  virtual size_t LoraWorkspaceBytes(int64_t m, int64_t max_rank) const = 0;
 
   // out = x / sqrt(mean(x^2) + eps) * weight  (per row; HF LlamaRMSNorm).
   virtual absl::Status RmsNorm(TensorView x,       // [m, d] F32

@@ -35,6 +35,12 @@ class CpuBackend final : public Backend {
   absl::Status Matmul(TensorView x, TensorView w, TensorView bias, TensorView out,
                       TensorView workspace) override;
   size_t MatmulWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType w) const override;
+  absl::Status QuantMatmul(TensorView x, const QuantizedMatrix& w, TensorView bias, TensorView out,
+                           TensorView workspace) override;  // cpu_quant.cc
+  size_t QuantMatmulWorkspaceBytes(int64_t m, const QuantizedMatrix& w) const override;
+  absl::Status LoraApply(TensorView x, std::span<const LoraPair> pairs, const LoraSegments& segments,
+                         TensorView out, TensorView workspace) override;  // cpu_lora.cc
+  size_t LoraWorkspaceBytes(int64_t m, int64_t max_rank) const override;
   absl::Status RmsNorm(TensorView x, TensorView weight, float eps, TensorView out) override;
   absl::Status AddRmsNorm(TensorView residual, TensorView x, TensorView weight, float eps,
                           TensorView out) override;
