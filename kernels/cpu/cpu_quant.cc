@@ -192,7 +192,7 @@ absl::Status CpuBackend::QuantMatmul(TensorView x, const QuantizedMatrix& w, Ten
         if (!(decompose && a >= th)) amax = std::max(amax, a);
       }
       ws.sca[r] = amax;
-      const float scale = 127.0f / amax;
+      const float scale = (1.0f / amax) * 127.0f;  // torch: 127.0 / t == t.reciprocal() * 127
       int8_t* car = ws.ca + r * k;
       for (int64_t c = 0; c < k; ++c) {
         const float a16 = Fp16(xr[c]);

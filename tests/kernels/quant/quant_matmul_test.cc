@@ -170,7 +170,7 @@ std::vector<float> Int8Reference(const std::vector<float>& x_in, const Int8Data&
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t c = 0; c < k; ++c) sca[r] = std::max(sca[r], std::fabs(zeroed[r * k + c]));
     for (int64_t c = 0; c < k; ++c) {
-      const float v = std::nearbyint(zeroed[r * k + c] * (127.0f / sca[r]));
+      const float v = std::nearbyint(zeroed[r * k + c] * ((1.0f / sca[r]) * 127.0f));
       ca[r * k + c] = outlier_col[c] ? 0 : static_cast<int>(v);
     }
   }
