@@ -117,6 +117,7 @@ const std::vector<Field>& Fields() {
          return nlohmann::json(c.log_format == LogFormat::kJson ? "json" : "text");
        }},
       BoolField("log_prompts", &ServerConfig::log_prompts),
+      BoolField("enable_reflection", &ServerConfig::enable_reflection),
       StringField("ready_file", &ServerConfig::ready_file),
       StringField("admin_token_file", &ServerConfig::admin_token_file),
       StringField("inference_token_file", &ServerConfig::inference_token_file),

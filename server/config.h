@@ -55,6 +55,11 @@ struct ServerConfig {
   int64_t tls_reload_interval_s = 60;
   // Debug only: rpc_end lines carry the prompt text. Never on in production.
   bool log_prompts = false;
+  // gRPC server reflection (grpc.reflection.v1alpha). It needs no credential and describes the
+  // API's schema (public anyway); switch it off where service discovery is unwanted. Health
+  // needs no credential either, by design: kubelet's gRPC probes cannot send one, so the
+  // health endpoint says only SERVING/NOT_SERVING per service and the port stays private.
+  bool enable_reflection = true;
   int32_t num_control_threads = 2;
   int32_t num_compute_threads = 0;
   engine::EngineLimits limits;

@@ -61,6 +61,9 @@ ABSL_FLAG(std::string, log_format, "text", "Log line format: text or json.");
 ABSL_FLAG(bool, log_prompts, false,
           "DEBUG ONLY: rpc_end log lines include the prompt text. Off by default: logs carry "
           "no prompt or generated text and never a token.");
+ABSL_FLAG(bool, enable_reflection, true,
+          "Serve gRPC server reflection (needs no credential; describes the API schema). "
+          "Health checks never need a credential: Kubernetes probes cannot send one.");
 ABSL_FLAG(bool, print_config, false,
           "Print the effective config (defaults < --config file < flags) as JSON and exit 0.");
 ABSL_FLAG(std::string, ready_file, "",

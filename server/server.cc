@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_certificate_provider.h"
@@ -16,6 +17,19 @@
 
 namespace kiln::server {
 namespace {
+
+// Drops one plugin (by name) from a ServerBuilder.
+class WithoutPlugin final : public grpc::ServerBuilderOption {
+ public:
+  explicit WithoutPlugin(std::string name) : name_(std::move(name)) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [&](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) { return p->name() == name_; });
+  }
+
+ private:
+  std::string name_;
+};
 
 absl::StatusOr<std::string> ReadFile(const std::string& setting, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -121,9 +135,12 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
   s->service_ = std::make_unique<KilnService>(s->context_.get());
 
   // Both are process-wide settings read by the ServerBuilder constructor (toolchain.md §5).
+  // Linking libgrpc++_reflection registers the plugin for every builder, so switching
+  // reflection off removes it from this builder's plugin list instead.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!config.enable_reflection) builder.SetOption(std::make_unique<WithoutPlugin>("proto_server_reflection"));
   builder.AddListeningPort(config.listen, *credentials, &s->grpc_port_);
   builder.RegisterService(s->service_.get());
   ApplyGrpcLimits(config.grpc, &builder);

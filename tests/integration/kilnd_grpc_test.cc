@@ -289,6 +289,23 @@ TEST_F(KilndTest, MetricsAreValidPrometheusTextAndCountRpcs) {
   EXPECT_EQ(SumSamples(*after, "kiln_rpc_requests_total", missing), missing_before + 1);
 }
 
+// --- Daemons with their own settings. ---
+
+TEST(KilndReflectionTest, ReflectionCanBeSwitchedOffWhileHealthStaysUp) {
+  absl::StatusOr<std::unique_ptr<KilndProcess>> kilnd =
+      KilndProcess::Start({KilndPath(), {"--enable_reflection=false"}});
+  ASSERT_TRUE(kilnd.ok()) << kilnd.status();
+  std::shared_ptr<grpc::Channel> channel = Connect((*kilnd)->grpc_address());
+  absl::StatusOr<std::vector<std::string>> services = ReflectionListServices(channel);
+  EXPECT_FALSE(services.ok()) << "reflection answered although it was switched off";
+  grpc::health::v1::Health::Stub health(channel);
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  auto ctx = MakeContext("", std::chrono::seconds(10));
+  ASSERT_TRUE(health.Check(ctx.get(), request, &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+}
+
 // --- SIGTERM drain: each test owns its daemon. ---
 
 TEST(KilndDrainTest, SigtermFlipsHealthThenExitsZero) {
