@@ -110,8 +110,9 @@ absl::Status ReadBias(const Checkpoint& ckpt, const std::string& module, int64_t
   const std::string name = module + ".bias";
   if (!ckpt.Find(name).has_value()) return absl::OkStatus();
   KILN_ASSIGN_OR_RETURN(TensorRef ref, RequireTensor(ckpt, name, {DType::kF32, DType::kF16, DType::kBF16}, {rows}));
-  KILN_ASSIGN_OR_RETURN(HostTensor t, ReadHost(ref, QuantRole::kInt8Scb));
-  out.bias = PrequantLinear::Bias{t.dtype, std::move(t.bytes)};
+  PrequantLinear::Bias b{ref.info->dtype, std::vector<uint8_t>(ref.info->num_bytes())};
+  KILN_RETURN_IF_ERROR(ref.shard->Read(*ref.info, b.bytes));
+  out.bias = std::move(b);
   out.consumed.push_back(name);
   return absl::OkStatus();
 }

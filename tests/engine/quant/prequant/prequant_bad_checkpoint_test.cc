@@ -192,6 +192,20 @@ TEST(PrequantBadCheckpointTest, GptqShapesGroupsAndGIdx) {
   ExpectRefused(Gptq(), c, "m", 8, 12, {"m", "in_features (12)"});
 }
 
+TEST(PrequantBadCheckpointTest, OptionalBias) {
+  Tensors t = Gptq();
+  t["m.bias"] = {"F16", {8}, std::string(16, '\x3c')};
+  testing::TempDir dir;
+  auto r = ReadIn(dir, t, GptqConfig(), "m", 8, 16);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->bias.has_value());
+  EXPECT_EQ(r->bias->dtype, kernels::DType::kF16);
+  EXPECT_EQ(r->bias->bytes, std::vector<uint8_t>(16, 0x3c));
+  EXPECT_THAT(r->consumed, ::testing::Contains("m.bias"));
+  t["m.bias"] = {"F16", {7}, std::string(14, '\0')};
+  ExpectRefused(t, GptqConfig(), "m", 8, 16, {"m.bias", "expected [8] F32"});
+}
+
 TEST(PrequantBadCheckpointTest, Awq) {
   Tensors t = Awq();
   t["a.qweight"] = {"I32", {16, 2}, I32s(32, 0)};
