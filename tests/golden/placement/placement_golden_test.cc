@@ -138,6 +138,12 @@ TEST(PlacementGolden, PlansEqualTransformers) {
         if (want[k] == "disk") reference_fits = false;
       }
     }
+    if (c.contains("error") && c["error"].get<std::string>().rfind("KeyError", 0) == 0) {
+      // transformers crashes (balanced_low_0 without budgets for GPUs 0..n-1); kiln refuses.
+      EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument) << plan.status();
+      ++refused;
+      continue;
+    }
     if (!reference_fits) {
       EXPECT_EQ(plan.status().code(), absl::StatusCode::kResourceExhausted) << plan.status();
       ++refused;
