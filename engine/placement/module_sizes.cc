@@ -1,5 +1,6 @@
 #include "engine/placement/module_sizes.h"
 
+#include <algorithm>
 #include <limits>
 #include <set>
 
@@ -214,11 +215,12 @@ absl::StatusOr<ModelLayout> BuildModelLayout(const ModelConfig& config, const La
   }
   // Every tensor is at most vocab * max(hidden, intermediate, positions) elements, and the
   // config limits keep the whole model far below 2^53 bytes; refuse anything that is not.
-  const double widest = static_cast<double>(std::max(
-      {config.hidden_size * 3, config.intermediate_size, config.max_position_embeddings,
-       config.num_attention_heads * config.head_dim}));
-  const double rough = static_cast<double>(config.num_hidden_layers + 4) *
-                       static_cast<double>(std::max(config.vocab_size, config.hidden_size * 4)) * widest * 8;
+  const double hidden = static_cast<double>(config.hidden_size);
+  const double widest = std::max({hidden * 3, static_cast<double>(config.intermediate_size),
+                                  static_cast<double>(config.max_position_embeddings),
+                                  static_cast<double>(config.num_attention_heads) * static_cast<double>(config.head_dim)});
+  const double rough = (static_cast<double>(config.num_hidden_layers) + 4) *
+                       std::max(static_cast<double>(config.vocab_size), hidden * 4) * widest * 8;
   if (!(rough < 9.0e15) || config.hidden_size <= 0 || config.vocab_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config.json: model dimensions (hidden_size ", config.hidden_size, ", vocab_size ",

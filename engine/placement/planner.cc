@@ -63,6 +63,10 @@ double* BudgetOf(Budgets& b, const Device& d) {
   return nullptr;
 }
 
+bool HasBudget(const Budgets& b, const Device& d) {
+  return std::any_of(b.begin(), b.end(), [&](const auto& e) { return e.first == d; });
+}
+
 // get_balanced_memory (transformers 5.23).
 absl::StatusOr<Budgets> BalancedMemory(const PlacementRequest& r, bool low_zero) {
   const ModelLayout& l = *r.layout;
@@ -186,7 +190,7 @@ void FinishPlan(const PlacementRequest& r, const Budgets& budgets, PlacementPlan
     plan->usage.push_back(DeviceUsage{d, b, static_cast<int64_t>(std::ceil(placed[d]))});
   }
   for (const auto& [d, bytes] : placed) {
-    if (BudgetOf(const_cast<Budgets&>(budgets), d) == nullptr && bytes > 0) {
+    if (!HasBudget(budgets, d) && bytes > 0) {
       plan->usage.push_back(DeviceUsage{d, 0, static_cast<int64_t>(std::ceil(bytes))});
     }
   }

@@ -153,6 +153,12 @@ TEST(PlacementGolden, PlansEqualTransformers) {
     std::map<std::string, std::string> got;
     for (const auto& [k, d] : plan->device_map) got[k] = d.HfName();
     EXPECT_EQ(got, want);
+    // Every byte of the model is placed somewhere the plan has a budget for.
+    int64_t placed = 0;
+    for (const DeviceUsage& u : plan->usage) placed += u.planned_bytes;
+    EXPECT_GE(placed, static_cast<int64_t>(b->layout.TotalBytes()));
+    EXPECT_LE(placed, static_cast<int64_t>(b->layout.TotalBytes()) + 2);
+    EXPECT_EQ(plan->tensor_devices.size(), b->layout.tensors.size());
     ++planned;
   }
   EXPECT_GT(planned, 300);
