@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model/kv_cache.h"
 #include "engine/model/model_config.h"
+#include "engine/quant/bnb_config.h"
 #include "kernels/backend.h"
 
 namespace kiln::engine {
@@ -62,6 +64,10 @@ struct LoadOptions {
   kernels::DType dtype = kernels::DType::kF32;
   // Called after each tensor, on the loading thread. May be empty.
   std::function<void(const LoadProgress&)> progress = nullptr;
+  // bitsandbytes quantization on load (already validated by quant::ValidateBitsAndBytes): every
+  // Linear the config's ShouldQuantize accepts is quantized as bitsandbytes does (4-bit NF4/FP4
+  // with optional double quant, or LLM.int8); embeddings and lm_head never are. nullopt: dense.
+  std::optional<quant::BnbQuantConfig> bitsandbytes = std::nullopt;
 };
 
 struct SequenceInput {

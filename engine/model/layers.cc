@@ -50,12 +50,51 @@ absl::Status Activations::Reserve(kernels::Backend& backend, const ModelDims& d,
 }
 
 size_t LinearWorkspace(const kernels::Backend& backend, const LinearWeights& lin, int64_t m) {
+  if (lin.quant) return backend.QuantMatmulWorkspaceBytes(m, *lin.quant);
   return backend.MatmulWorkspaceBytes(m, lin.out(), lin.in(), lin.w.dtype());
 }
 
 absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin, kernels::TensorView x,
                          kernels::TensorView out, kernels::TensorView workspace) {
+  if (lin.quant) return backend.QuantMatmul(x, *lin.quant, lin.b, out, workspace);
   return backend.Matmul(x, lin.w, lin.b, out, workspace);
+}
+
+absl::StatusOr<LinearWeights> SliceLinearRows(const LinearWeights& lin, int64_t begin, int64_t count,
+                                              const std::string& name) {
+  LinearWeights part;
+  if (!lin.b.empty()) part.b = lin.b.Rows(begin, count);
+  if (!lin.quant) {
+    part.w = lin.w.Rows(begin, count);
+    return part;
+  }
+  kernels::QuantizedMatrix q = *lin.quant;
+  q.rows = count;
+  const int64_t first = begin * q.cols, numel = count * q.cols;
+  switch (q.format) {
+    case kernels::QuantFormat::kInt8:
+      q.int8.weight = q.int8.weight.Rows(begin, count);
+      q.int8.scb = q.int8.scb.Rows(begin, count);
+      break;
+    case kernels::QuantFormat::kBnb4: {
+      const int64_t bs = q.bnb4.blocksize;
+      const bool last = begin + count == lin.quant->rows;  // a tail may end in a partial block/byte
+      if (first % bs != 0 || first % 2 != 0 || (!last && (numel % bs != 0 || numel % 2 != 0))) {
+        return absl::UnimplementedError(absl::StrCat(
+            name, ": a fused 4-bit weight [", lin.quant->rows, ", ", q.cols, "] cannot be split at row ", begin,
+            " (the split must fall on a quantization block of ", bs, " values)"));
+      }
+      q.bnb4.packed = q.bnb4.packed.Rows(first / 2, (numel + 1) / 2);
+      q.bnb4.absmax = q.bnb4.absmax.Rows(first / bs, (numel + bs - 1) / bs);
+      break;
+    }
+    case kernels::QuantFormat::kGptq:
+    case kernels::QuantFormat::kAwq:
+      return absl::UnimplementedError(absl::StrCat(name, ": splitting a fused ",
+                                                   kernels::QuantFormatName(q.format), " weight is not supported"));
+  }
+  part.quant = q;
+  return part;
 }
 
 absl::Status SelfAttention(kernels::Backend& backend, const AttentionLayer& layer,

@@ -6,22 +6,37 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/model/batch_plan.h"
 #include "engine/model/causal_lm.h"
 #include "engine/model/rope.h"
 #include "kernels/backend.h"
+#include "kernels/quant/quant_matrix.h"
 
 namespace kiln::engine {
 
+// One Linear layer's weights: dense (`w`) or quantized (`quant`, kernels/quant/quant_matrix.h),
+// never both, plus an optional dense bias. ApplyLinear is the one place a Linear is applied.
 struct LinearWeights {
-  kernels::TensorView w;  // [out, in]
-  kernels::TensorView b;  // [out] or empty
-  int64_t out() const { return w.dim(0); }
-  int64_t in() const { return w.dim(1); }
+  kernels::TensorView w;                          // [out, in] dense; empty when quantized
+  std::optional<kernels::QuantizedMatrix> quant;  // [out, in] quantized; nullopt when dense
+  kernels::TensorView b;                          // [out] or empty
+  bool quantized() const { return quant.has_value(); }
+  int64_t out() const { return quant ? quant->rows : w.dim(0); }
+  int64_t in() const { return quant ? quant->cols : w.dim(1); }
 };
+
+// Rows [begin, begin + count) of `lin` as a Linear of their own (GPT-2's fused c_attn split
+// into q/k/v), sharing the storage. Dense and int8 weights split anywhere; bnb 4-bit weights
+// only where the split falls on a quantization block and a byte (begin * in a multiple of
+// the blocksize and of 2), else UNIMPLEMENTED naming `name`. GPTQ/AWQ: UNIMPLEMENTED.
+absl::StatusOr<LinearWeights> SliceLinearRows(const LinearWeights& lin, int64_t begin, int64_t count,
+                                              const std::string& name);
 
 struct ModelDims {
   int64_t hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0, vocab = 0;
@@ -83,8 +98,10 @@ class DecoderModelBase : public CausalLm {
   Activations act_;
 };
 
-// Workspace one matmul with `m` rows through `lin` needs.
+// Workspace one matmul with `m` rows through `lin` needs (dense or quantized).
 size_t LinearWorkspace(const kernels::Backend& backend, const LinearWeights& lin, int64_t m);
+// out = x · W^T (+ b): Backend::Matmul for dense weights, Backend::QuantMatmul for quantized.
+// The one place a Linear is applied (LoRA adds its term here).
 absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin,
                          kernels::TensorView x,    // [m, in]
                          kernels::TensorView out,  // [m, out]

@@ -1,10 +1,14 @@
 #include "engine/model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/common/status_macros.h"
+#include "engine/quant/bnb4.h"
+#include "engine/quant/bnb_int8.h"
 
 namespace kiln::engine {
 namespace {
@@ -81,12 +85,27 @@ absl::StatusOr<kernels::TensorView> WeightLoader::Upload(const std::string& name
                               : backend_.Convert(kernels::TensorView(host.data(), src, std::span<const int64_t>(shape)), view);
   if (!s.ok()) return s;
   buffers_.push_back(std::move(*buf));
+  ReportProgress(name, host.size());
+  return view;
+}
+
+void WeightLoader::ReportProgress(const std::string& name, uint64_t checkpoint_bytes) {
   ++tensors_done_;
-  bytes_done_ += host.size();
+  bytes_done_ += checkpoint_bytes;
   if (options_.progress) {
     options_.progress({name, tensors_done_, static_cast<int64_t>(checkpoint_.num_tensors()), bytes_done_,
                        checkpoint_.total_tensor_bytes()});
   }
+}
+
+absl::StatusOr<kernels::TensorView> WeightLoader::UploadRaw(const void* bytes, kernels::DType dtype,
+                                                            const std::vector<int64_t>& shape) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  KILN_ASSIGN_OR_RETURN(kernels::DeviceBuffer buf, backend_.Allocate(static_cast<size_t>(numel) * kernels::DTypeSize(dtype)));
+  kernels::TensorView view(buf.data(), dtype, std::span<const int64_t>(shape), buf.device());
+  KILN_RETURN_IF_ERROR(backend_.CopyFromHost(bytes, view));
+  buffers_.push_back(std::move(buf));
   return view;
 }
 
@@ -109,6 +128,104 @@ absl::StatusOr<kernels::TensorView> WeightLoader::LoadTransposed(const std::stri
     }
   }
   return Upload(name, std::move(t), src, {cols, rows});
+}
+
+absl::StatusOr<LinearWeights> WeightLoader::LoadLinear(const std::string& module_prefix, int64_t out, int64_t in,
+                                                       bool bias, LinearLayout layout) {
+  LinearWeights lin;
+  if (IsPrequantized(module_prefix)) {
+    // Pre-quantized checkpoints (bitsandbytes-serialized, GPTQ, AWQ): engine/quant/prequant
+    // reads their tensors into a QuantizedMatrix here. Not in this build yet.
+    return absl::UnimplementedError(absl::StrCat("\"", module_prefix,
+                                                 "\" is stored pre-quantized; loading pre-quantized checkpoints is "
+                                                 "not supported by this build yet"));
+  }
+  if (options_.bitsandbytes.has_value() && options_.bitsandbytes->ShouldQuantize(module_prefix)) {
+    KILN_ASSIGN_OR_RETURN(lin.quant, QuantizeOnLoad(module_prefix, out, in, layout));
+  } else if (layout == LinearLayout::kConv1D) {
+    KILN_ASSIGN_OR_RETURN(lin.w, LoadTransposed(module_prefix + ".weight", in, out));
+  } else {
+    KILN_ASSIGN_OR_RETURN(lin.w, Load(module_prefix + ".weight", {out, in}));
+  }
+  if (bias) {
+    KILN_ASSIGN_OR_RETURN(lin.b, Load(module_prefix + ".bias", {out}));
+  }
+  return lin;
+}
+
+bool WeightLoader::IsPrequantized(const std::string& module_prefix) const {
+  // The tensors each serialized format adds next to (or instead of) a float ".weight".
+  for (const char* suffix : {".SCB", ".weight.absmax", ".weight.quant_map", ".qweight", ".qzeros", ".scales"}) {
+    if (Has(module_prefix + suffix)) return true;
+  }
+  auto ref = checkpoint_.Find(module_prefix + ".weight");
+  return ref.has_value() && !kernels::IsFloatingPoint(ref->info->dtype);
+}
+
+absl::StatusOr<std::vector<float>> WeightLoader::ReadLinearWeight(const std::string& name, int64_t out, int64_t in,
+                                                                  LinearLayout layout, uint64_t* checkpoint_bytes) {
+  kernels::DType src;
+  const std::vector<int64_t> stored = layout == LinearLayout::kConv1D ? std::vector<int64_t>{in, out}
+                                                                       : std::vector<int64_t>{out, in};
+  KILN_ASSIGN_OR_RETURN(std::vector<uint8_t> host, ReadChecked(name, stored, &src));
+  *checkpoint_bytes = host.size();
+  const size_t es = kernels::DTypeSize(src);
+  std::vector<float> w(static_cast<size_t>(out * in));
+  for (int64_t r = 0; r < out; ++r) {
+    for (int64_t c = 0; c < in; ++c) {
+      // transformers casts the checkpoint to the load dtype before the quantizer sees it.
+      const int64_t at = layout == LinearLayout::kConv1D ? c * out + r : r * in + c;
+      float v = ToF32(host.data() + static_cast<size_t>(at) * es, src);
+      uint8_t tmp[4];
+      FromF32(v, options_.dtype, tmp);
+      w[static_cast<size_t>(r * in + c)] = ToF32(tmp, options_.dtype);
+    }
+  }
+  return w;
+}
+
+absl::StatusOr<kernels::QuantizedMatrix> WeightLoader::QuantizeOnLoad(const std::string& module_prefix, int64_t out,
+                                                                      int64_t in, LinearLayout layout) {
+  const quant::BnbQuantConfig& cfg = *options_.bitsandbytes;
+  const std::string name = module_prefix + ".weight";
+  uint64_t checkpoint_bytes = 0;
+  KILN_ASSIGN_OR_RETURN(std::vector<float> w, ReadLinearWeight(name, out, in, layout, &checkpoint_bytes));
+  kernels::QuantizedMatrix q;
+  q.rows = out;
+  q.cols = in;
+  switch (cfg.mode) {
+    case quant::BnbMode::k4Bit: {
+      KILN_ASSIGN_OR_RETURN(quant::Packed4bit packed, quant::Quantize4bit(w, cfg.quant_type, cfg.blocksize));
+      if (cfg.double_quant) {
+        // The forward uses the absmax the double-quantized state dequantizes to, not the
+        // exact one (bitsandbytes' gemm_4bit: dequantize_blockwise(codes) + offset).
+        packed.absmax = quant::DequantizeAbsmax(quant::DoubleQuantize(packed.absmax));
+      }
+      q.format = kernels::QuantFormat::kBnb4;
+      q.compute_dtype = cfg.compute_dtype;
+      q.bnb4.blocksize = cfg.blocksize;
+      const std::span<const float> code = quant::Code4bit(cfg.quant_type);
+      std::copy(code.begin(), code.end(), q.bnb4.code.begin());
+      KILN_ASSIGN_OR_RETURN(q.bnb4.packed, UploadRaw(packed.packed.data(), kernels::DType::kU8,
+                                                     {static_cast<int64_t>(packed.packed.size())}));
+      KILN_ASSIGN_OR_RETURN(q.bnb4.absmax, UploadRaw(packed.absmax.data(), kernels::DType::kF32,
+                                                     {static_cast<int64_t>(packed.absmax.size())}));
+      break;
+    }
+    case quant::BnbMode::k8Bit: {
+      KILN_ASSIGN_OR_RETURN(quant::Int8Quantized q8, quant::QuantizeInt8(w, out, in));
+      q.format = kernels::QuantFormat::kInt8;
+      // LLM.int8 computes in the activations' dtype (the model's load dtype).
+      q.compute_dtype = options_.dtype;
+      q.int8.threshold = cfg.int8_threshold;
+      KILN_ASSIGN_OR_RETURN(q.int8.weight, UploadRaw(q8.cb.data(), kernels::DType::kI8, {out, in}));
+      KILN_ASSIGN_OR_RETURN(q.int8.scb, UploadRaw(q8.scb.data(), kernels::DType::kF32, {out}));
+      break;
+    }
+  }
+  KILN_RETURN_IF_ERROR(kernels::ValidateQuantizedMatrix(q, module_prefix));
+  ReportProgress(name, checkpoint_bytes);
+  return q;
 }
 
 absl::Status WeightLoader::CheckAllUsed(const std::function<bool(const std::string&)>& ignorable) const {

@@ -2,6 +2,10 @@
 // (present, floating-point, exact shape) and converting it to the load dtype. Internal to
 // engine/model; the architectures call it with the names transformers saves.
 //
+// Linear layers go through LoadLinear, which decides per module: dense (the load dtype),
+// quantized on load (LoadOptions::bitsandbytes and its ShouldQuantize), or pre-quantized
+// (tensors like <module>.SCB / <module>.weight.absmax / <module>.qweight in the checkpoint).
+//
 // Every tensor is read with pread (never through the map, so a file truncated under us is an
 // error, not a SIGBUS), converted, and copied into its own DeviceBuffer. After loading, an
 // architecture calls CheckAllUsed so an unexpected tensor (a checkpoint for another shape or
@@ -18,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "engine/io/checkpoint.h"
 #include "engine/model/causal_lm.h"
+#include "engine/model/layers.h"
 #include "kernels/backend.h"
 
 namespace kiln::engine {
@@ -31,6 +36,16 @@ class WeightLoader {
   absl::StatusOr<kernels::TensorView> Load(const std::string& name, std::vector<int64_t> shape);
   // A stored [rows, cols] matrix returned as [cols, rows] (GPT-2 Conv1D weights).
   absl::StatusOr<kernels::TensorView> LoadTransposed(const std::string& name, int64_t rows, int64_t cols);
+
+  // How a Linear's weight is stored: nn.Linear [out, in], or GPT-2's Conv1D [in, out] (which
+  // transformers transposes before quantizing, so kiln does too).
+  enum class LinearLayout : uint8_t { kLinear, kConv1D };
+  // The Linear at `module_prefix` (e.g. "model.layers.0.self_attn.q_proj"): its ".weight" as
+  // [out, in] and, when `bias`, its ".bias" [out]. Quantized on load when LoadOptions asks for
+  // bitsandbytes and the module is not skipped; UNIMPLEMENTED (naming the module) for a
+  // pre-quantized module until engine/quant/prequant plugs in. Same errors as Load otherwise.
+  absl::StatusOr<LinearWeights> LoadLinear(const std::string& module_prefix, int64_t out, int64_t in, bool bias,
+                                           LinearLayout layout = LinearLayout::kLinear);
   // INVALID_ARGUMENT naming the first checkpoint tensor that was never loaded and that
   // `ignorable` does not accept.
   absl::Status CheckAllUsed(const std::function<bool(const std::string&)>& ignorable) const;
@@ -43,6 +58,16 @@ class WeightLoader {
                                                    kernels::DType* dtype);
   absl::StatusOr<kernels::TensorView> Upload(const std::string& name, std::vector<uint8_t> host,
                                              kernels::DType src, const std::vector<int64_t>& shape);
+  // Copies `bytes` as-is into a new backend buffer of `dtype` and `shape` (quantized data).
+  absl::StatusOr<kernels::TensorView> UploadRaw(const void* bytes, kernels::DType dtype,
+                                                const std::vector<int64_t>& shape);
+  void ReportProgress(const std::string& name, uint64_t checkpoint_bytes);
+  // The weight as fp32 values rounded through the load dtype, [out, in] whatever the layout.
+  absl::StatusOr<std::vector<float>> ReadLinearWeight(const std::string& name, int64_t out, int64_t in,
+                                                      LinearLayout layout, uint64_t* checkpoint_bytes);
+  absl::StatusOr<kernels::QuantizedMatrix> QuantizeOnLoad(const std::string& module_prefix, int64_t out,
+                                                          int64_t in, LinearLayout layout);
+  bool IsPrequantized(const std::string& module_prefix) const;
 
   const Checkpoint& checkpoint_;
   kernels::Backend& backend_;

@@ -14,6 +14,7 @@
 #include "engine/model/causal_lm.h"
 #include "engine/model/generation_config.h"
 #include "engine/model/model_config.h"
+#include "engine/quant/bnb_config.h"
 #include "engine/runtime/memory_size.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -24,16 +25,22 @@ constexpr int64_t kDefaultKvCacheBytes = int64_t{512} << 20;
 
 using Stage = LoadProgressEvent::Stage;
 
-absl::Status CheckOptions(const LoadModelOptions& o) {
+// INVALID_ARGUMENT / UNIMPLEMENTED for bad options; the validated bitsandbytes config, if any.
+absl::StatusOr<std::optional<quant::BnbQuantConfig>> CheckOptions(const LoadModelOptions& o) {
   if (o.model.empty()) return absl::InvalidArgumentError("model: must not be empty");
   if (o.trust_remote_code) {
     return absl::InvalidArgumentError(
         "trust_remote_code: kiln never runs code from a checkpoint (auto_map is ignored); "
         "must be false");
   }
-  if (o.bitsandbytes.has_value() || o.other_quantization_requested) {
+  if (o.other_quantization_requested) {
     return absl::UnimplementedError(
-        "quantization: quantization on load is not supported by this build yet");
+        "quantization: only bitsandbytes (load_in_4bit / load_in_8bit) can quantize on load; GPTQ and AWQ "
+        "need a pre-quantized checkpoint (load it without a quantization option)");
+  }
+  std::optional<quant::BnbQuantConfig> bnb;
+  if (o.bitsandbytes.has_value()) {
+    KILN_ASSIGN_OR_RETURN(bnb, quant::ValidateBitsAndBytes(*o.bitsandbytes));
   }
   if (!o.adapter.empty()) {
     return absl::UnimplementedError("adapter: LoRA adapters are not supported by this build yet");
@@ -64,7 +71,21 @@ absl::Status CheckOptions(const LoadModelOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("kv_cache_bytes: must be >= 0, got ", o.kv_cache_bytes));
   }
-  return absl::OkStatus();
+  return bnb;
+}
+
+// Parameters of the model as the checkpoint stores them (float tensors), for ModelInfo when
+// quantization makes weight bytes / dtype size meaningless.
+int64_t CheckpointParameters(const Checkpoint& checkpoint) {
+  int64_t total = 0;
+  for (const std::string& name : checkpoint.TensorNames()) {
+    auto ref = checkpoint.Find(name);
+    if (!ref.has_value() || !kernels::IsFloatingPoint(ref->info->dtype)) continue;
+    int64_t numel = 1;
+    for (int64_t d : ref->info->shape) numel *= d;
+    total += numel;
+  }
+  return total;
 }
 
 WeightDType ToWeightDType(kernels::DType t) {
@@ -151,7 +172,7 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const std::s
 absl::StatusOr<LoadedModel> LoadResidentModel(
     const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
     kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress) {
-  KILN_RETURN_IF_ERROR(CheckOptions(options));
+  KILN_ASSIGN_OR_RETURN(std::optional<quant::BnbQuantConfig> bnb, CheckOptions(options));
   auto report = [&](Stage stage, std::string message) {
     if (progress) progress(LoadProgressEvent{.stage = stage, .message = std::move(message)});
   };
@@ -206,6 +227,7 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   weights.tensors_total = static_cast<int32_t>(checkpoint->num_tensors());
   if (progress) progress(weights);
   LoadOptions load_options{.dtype = dtype};
+  load_options.bitsandbytes = bnb;
   load_options.progress = [&](const LoadProgress& p) {
     weights.message = p.tensor;
     weights.tensors_done = static_cast<int32_t>(p.tensors_done);
@@ -216,6 +238,7 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   };
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<CausalLm> model,
                         LoadCausalLm(config, *checkpoint, load_options, backend));
+  const int64_t checkpoint_parameters = CheckpointParameters(*checkpoint);
   checkpoint.reset();  // weights were copied into backend memory; drop the maps
 
   // KV cache (the pool engine/kv manages): fp32 K and V per layer. The budget is LoadModel's
@@ -274,6 +297,10 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   info.device_map = {{"", "cpu"}};
   info.weight_bytes = static_cast<int64_t>(model->weight_bytes());
   info.num_parameters = info.weight_bytes / static_cast<int64_t>(kernels::DTypeSize(dtype));
+  if (bnb.has_value()) {
+    info.quantization = bnb->MethodName();  // "nf4", "fp4" or "llm_int8", as transformers names it
+    info.num_parameters = checkpoint_parameters;
+  }
   info.max_seq_len = max_seq_len;
   info.vocab_size = config.vocab_size;
   info.kv_cache_bytes = static_cast<int64_t>(kv->bytes());

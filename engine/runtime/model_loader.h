@@ -7,9 +7,14 @@
 // "balanced_low_0", "sequential" and "cpu" all resolve to {"": "cpu"} on a machine without
 // GPUs, as accelerate does); explicit maps, GPUs and max_memory budgets come with the planner.
 //
+// Quantization: a bitsandbytes option is validated (quant::ValidateBitsAndBytes, errors name
+// the field) and every Linear it selects is quantized while loading; ModelInfo.quantization is
+// then "nf4" / "fp4" / "llm_int8" and weight_bytes the bytes actually held (packed data plus
+// absmax / SCB). GPTQ/AWQ on load is UNIMPLEMENTED (they only come pre-quantized).
+//
 // Status codes: INVALID_ARGUMENT (bad option or artifact, naming it), NOT_FOUND (unknown
-// model), UNIMPLEMENTED (a feature not built yet: quantization, adapters, other devices),
-// RESOURCE_EXHAUSTED (cannot fit).
+// model), UNIMPLEMENTED (a feature not built yet: pre-quantized checkpoints, adapters, other
+// devices), RESOURCE_EXHAUSTED (cannot fit).
 #pragma once
 
 #include <functional>

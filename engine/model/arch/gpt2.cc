@@ -38,11 +38,9 @@ class Gpt2Model final : public DecoderModelBase {
   std::vector<Gpt2Layer> layers_;
 };
 
+// Conv1D stores [in, out]; LoadLinear transposes (before quantizing, as transformers does).
 absl::StatusOr<LinearWeights> LoadConv1D(WeightLoader& w, const std::string& prefix, int64_t in, int64_t out) {
-  LinearWeights lin;
-  KILN_ASSIGN_OR_RETURN(lin.w, w.LoadTransposed(prefix + ".weight", in, out));
-  KILN_ASSIGN_OR_RETURN(lin.b, w.Load(prefix + ".bias", {out}));
-  return lin;
+  return w.LoadLinear(prefix, out, in, /*bias=*/true, WeightLoader::LinearLayout::kConv1D);
 }
 
 absl::StatusOr<kernels::GeluKind> GeluFor(const std::string& act) {
@@ -67,9 +65,9 @@ absl::Status Gpt2Model::Load(const Checkpoint& checkpoint, const LoadOptions& op
     KILN_ASSIGN_OR_RETURN(layer.ln1_w, w.Load(p + "ln_1.weight", {h}));
     KILN_ASSIGN_OR_RETURN(layer.ln1_b, w.Load(p + "ln_1.bias", {h}));
     KILN_ASSIGN_OR_RETURN(LinearWeights qkv, LoadConv1D(w, p + "attn.c_attn", h, 3 * h));
-    layer.attn.q = {qkv.w.Rows(0, h), qkv.b.Rows(0, h)};
-    layer.attn.k = {qkv.w.Rows(h, h), qkv.b.Rows(h, h)};
-    layer.attn.v = {qkv.w.Rows(2 * h, h), qkv.b.Rows(2 * h, h)};
+    KILN_ASSIGN_OR_RETURN(layer.attn.q, SliceLinearRows(qkv, 0, h, p + "attn.c_attn"));
+    KILN_ASSIGN_OR_RETURN(layer.attn.k, SliceLinearRows(qkv, h, h, p + "attn.c_attn"));
+    KILN_ASSIGN_OR_RETURN(layer.attn.v, SliceLinearRows(qkv, 2 * h, h, p + "attn.c_attn"));
     KILN_ASSIGN_OR_RETURN(layer.attn.o, LoadConv1D(w, p + "attn.c_proj", h, h));
     double scale = c.scale_attn_weights ? 1.0 / std::sqrt(static_cast<double>(dims_.head_dim)) : 1.0;
     if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<double>(l + 1);
@@ -105,9 +103,8 @@ absl::Status Gpt2Model::Forward(const ForwardBatch& batch, KvCache& cache, Forwa
   const int64_t t = plan.num_tokens(), r = static_cast<int64_t>(plan.logit_rows.size());
   size_t ws = std::max(backend_.AttentionWorkspaceBytes(plan.max_kv_len),
                        backend_.MatmulWorkspaceBytes(r, dims_.vocab, dims_.hidden, lm_head_.dtype()));
-  if (!layers_.empty()) {
-    const Gpt2Layer& l = layers_[0];
-    for (const LinearWeights* lin : {&l.attn.q, &l.attn.o, &l.mlp.fc, &l.mlp.proj}) {
+  for (const Gpt2Layer& l : layers_) {  // every layer: skip modules may leave some dense
+    for (const LinearWeights* lin : {&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.fc, &l.mlp.proj}) {
       ws = std::max(ws, LinearWorkspace(backend_, *lin, t));
     }
   }

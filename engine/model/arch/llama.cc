@@ -41,16 +41,6 @@ class LlamaModel final : public DecoderModelBase {
   std::vector<LlamaLayer> layers_;
 };
 
-absl::StatusOr<LinearWeights> LoadLinear(WeightLoader& w, const std::string& prefix, int64_t out, int64_t in,
-                                         bool bias) {
-  LinearWeights lin;
-  KILN_ASSIGN_OR_RETURN(lin.w, w.Load(prefix + ".weight", {out, in}));
-  if (bias) {
-    KILN_ASSIGN_OR_RETURN(lin.b, w.Load(prefix + ".bias", {out}));
-  }
-  return lin;
-}
-
 absl::Status LlamaModel::Load(const Checkpoint& checkpoint, const LoadOptions& options) {
   const ModelConfig& c = config_;
   if (c.hidden_act != "silu") {
@@ -64,14 +54,14 @@ absl::Status LlamaModel::Load(const Checkpoint& checkpoint, const LoadOptions& o
     const std::string p = absl::StrCat("model.layers.", l, ".");
     LlamaLayer layer;
     KILN_ASSIGN_OR_RETURN(layer.input_norm, w.Load(p + "input_layernorm.weight", {h}));
-    KILN_ASSIGN_OR_RETURN(layer.attn.q, LoadLinear(w, p + "self_attn.q_proj", qd, h, c.q_bias));
-    KILN_ASSIGN_OR_RETURN(layer.attn.k, LoadLinear(w, p + "self_attn.k_proj", kd, h, c.k_bias));
-    KILN_ASSIGN_OR_RETURN(layer.attn.v, LoadLinear(w, p + "self_attn.v_proj", kd, h, c.v_bias));
-    KILN_ASSIGN_OR_RETURN(layer.attn.o, LoadLinear(w, p + "self_attn.o_proj", h, qd, c.o_bias));
+    KILN_ASSIGN_OR_RETURN(layer.attn.q, w.LoadLinear(p + "self_attn.q_proj", qd, h, c.q_bias));
+    KILN_ASSIGN_OR_RETURN(layer.attn.k, w.LoadLinear(p + "self_attn.k_proj", kd, h, c.k_bias));
+    KILN_ASSIGN_OR_RETURN(layer.attn.v, w.LoadLinear(p + "self_attn.v_proj", kd, h, c.v_bias));
+    KILN_ASSIGN_OR_RETURN(layer.attn.o, w.LoadLinear(p + "self_attn.o_proj", h, qd, c.o_bias));
     KILN_ASSIGN_OR_RETURN(layer.post_norm, w.Load(p + "post_attention_layernorm.weight", {h}));
-    KILN_ASSIGN_OR_RETURN(layer.mlp.gate, LoadLinear(w, p + "mlp.gate_proj", dims_.intermediate, h, c.mlp_bias));
-    KILN_ASSIGN_OR_RETURN(layer.mlp.up, LoadLinear(w, p + "mlp.up_proj", dims_.intermediate, h, c.mlp_bias));
-    KILN_ASSIGN_OR_RETURN(layer.mlp.down, LoadLinear(w, p + "mlp.down_proj", h, dims_.intermediate, c.mlp_bias));
+    KILN_ASSIGN_OR_RETURN(layer.mlp.gate, w.LoadLinear(p + "mlp.gate_proj", dims_.intermediate, h, c.mlp_bias));
+    KILN_ASSIGN_OR_RETURN(layer.mlp.up, w.LoadLinear(p + "mlp.up_proj", dims_.intermediate, h, c.mlp_bias));
+    KILN_ASSIGN_OR_RETURN(layer.mlp.down, w.LoadLinear(p + "mlp.down_proj", h, dims_.intermediate, c.mlp_bias));
     const bool sliding = c.sliding_window.has_value() && static_cast<size_t>(l) < c.layer_is_sliding.size() &&
                          c.layer_is_sliding[static_cast<size_t>(l)];
     layer.attn.sliding_window = sliding ? static_cast<int32_t>(*c.sliding_window) : 0;
@@ -96,8 +86,8 @@ absl::Status LlamaModel::Load(const Checkpoint& checkpoint, const LoadOptions& o
 size_t LlamaModel::Workspace(int64_t tokens, int64_t rows, int64_t max_kv) const {
   size_t ws = backend_.AttentionWorkspaceBytes(max_kv);
   ws = std::max(ws, backend_.MatmulWorkspaceBytes(rows, dims_.vocab, dims_.hidden, lm_head_.dtype()));
-  if (!layers_.empty()) {
-    const LlamaLayer& l = layers_[0];
+  // Every layer: with llm_int8_skip_modules some layers may be dense and others quantized.
+  for (const LlamaLayer& l : layers_) {
     for (const LinearWeights* lin : {&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.gate, &l.mlp.up, &l.mlp.down}) {
       ws = std::max(ws, LinearWorkspace(backend_, *lin, tokens));
     }
