@@ -1,6 +1,7 @@
 // kBnb4 and kInt8 halves of the QuantizedMatrix dispatch: shape/dtype validation and the
 // host reference dequantizers (bitsandbytes 0.50's dequantize_4bit and
 // int8_vectorwise_dequant, with their fp32 operation order).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -71,12 +72,29 @@ void DequantizeBnb4Rows(const QuantizedMatrix& m, int64_t row_begin, int64_t row
   const float* absmax = m.bnb4.absmax.as<float>();
   const int64_t bs = m.bnb4.blocksize;
   const int64_t j0 = row_begin * m.cols, j1 = row_end * m.cols;
-  for (int64_t j = j0; j < j1; ++j) {
-    const uint8_t byte = packed[j >> 1];
-    const int nibble = (j & 1) ? (byte & 0xF) : (byte >> 4);
-    dst[j - j0] = m.bnb4.code[static_cast<size_t>(nibble)] * absmax[j / bs];
+  // Block by block through a 16-entry table of code[i] * absmax (the reference's fp32
+  // product), rounded to compute_dtype once per block rather than once per element.
+  float lut[16];
+  for (int64_t j = j0; j < j1;) {
+    const int64_t block = j / bs, end = std::min(j1, (block + 1) * bs);
+    const float scale = absmax[block];
+    for (int i = 0; i < 16; ++i) lut[i] = m.bnb4.code[static_cast<size_t>(i)] * scale;
+    RoundTo(m.compute_dtype, lut, 16);
+    float* out = dst + (j - j0);
+    if (j & 1) {  // an odd start: finish the byte's low nibble
+      *out++ = lut[packed[j >> 1] & 0xF];
+      ++j;
+    }
+    for (; j + 1 < end; j += 2) {
+      const uint8_t byte = packed[j >> 1];
+      *out++ = lut[byte >> 4];
+      *out++ = lut[byte & 0xF];
+    }
+    if (j < end) {  // an odd end: the high nibble only
+      *out = lut[packed[j >> 1] >> 4];
+      ++j;
+    }
   }
-  RoundTo(m.compute_dtype, dst, j1 - j0);
 }
 
 void DequantizeInt8Rows(const QuantizedMatrix& m, int64_t row_begin, int64_t row_end, float* dst) {
