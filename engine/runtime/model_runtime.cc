@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/common/check.h"
 #include "engine/common/status_macros.h"
+#include "engine/runtime/lora_payloads.h"
 
 namespace kiln::engine {
 namespace {
@@ -40,12 +41,21 @@ ModelRuntime::ModelRuntime(RuntimeParts parts, const EngineLimits& limits,
                .enable_prefix_caching = parts_.enable_prefix_caching}),
       metrics_(metrics ? std::move(metrics) : EngineMetrics(nullptr).ForModel(parts_.served_name)) {
   PublishStats();
+  {
+    absl::MutexLock lock(&delivery_->mu);
+    delivery_->runtime = this;
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
 ModelRuntime::~ModelRuntime() { Stop(absl::UnavailableError("model runtime shut down")); }
 
 absl::StatusOr<std::shared_ptr<GenerateStream>> ModelRuntime::Submit(GenerateRequest request) {
+  if (request.adapter.empty()) request.adapter = parts_.default_adapter;
+  if (!request.adapter.empty() && parts_.adapters == nullptr) {
+    return absl::NotFoundError(absl::StrCat("adapter '", request.adapter, "': model '", parts_.served_name,
+                                            "' serves no adapters"));
+  }
   const RequestContext context{
       .tokenizer = parts_.tokenizer.get(),
       .limits = &limits_,
@@ -67,6 +77,8 @@ absl::StatusOr<std::shared_ptr<GenerateStream>> ModelRuntime::Submit(GenerateReq
   r->stream = std::make_shared<GenerateStream>(
       static_cast<size_t>(std::max(1, limits_.max_stream_buffer_events)));
   std::shared_ptr<GenerateStream> stream = r->stream;
+  Request* parked = nullptr;
+  std::string adapter;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("model is shutting down");
@@ -77,9 +89,40 @@ absl::StatusOr<std::shared_ptr<GenerateStream>> ModelRuntime::Submit(GenerateReq
     }
     ++num_waiting_;
     ++in_flight_;
-    inbox_.push_back(std::move(r));
+    if (r->adapter.empty()) {
+      inbox_.push_back(std::move(r));
+      return stream;
+    }
+    parked = r.get();
+    adapter = r->adapter;
+    parked_[parked] = std::move(r);  // parked before Acquire: its callback may run at once
   }
+  std::optional<AdapterCache::Handle> resident = parts_.adapters->Acquire(
+      adapter, [delivery = delivery_, parked](absl::StatusOr<AdapterCache::Handle> handle) {
+        absl::MutexLock lock(&delivery->mu);
+        if (delivery->runtime != nullptr) delivery->runtime->OnAdapterReady(parked, std::move(handle));
+      });
+  if (resident.has_value()) OnAdapterReady(parked, *std::move(resident));
   return stream;
+}
+
+void ModelRuntime::AttachAdapter(Request& r, AdapterCache::Handle handle) {
+  r.lora = &static_cast<const DeviceLora*>(handle.device())->weights();
+  r.adapter_handle = std::move(handle);
+}
+
+void ModelRuntime::OnAdapterReady(Request* parked, absl::StatusOr<AdapterCache::Handle> handle) {
+  absl::MutexLock lock(&mu_);
+  auto it = parked_.find(parked);
+  if (it == parked_.end()) return;  // already failed by Stop
+  std::unique_ptr<Request> r = std::move(it->second);
+  parked_.erase(it);
+  if (handle.ok()) {
+    AttachAdapter(*r, *std::move(handle));
+  } else {
+    r->adapter_error = handle.status();  // the step loop ends it with the load error
+  }
+  inbox_.push_back(std::move(r));
 }
 
 int ModelRuntime::in_flight() const {
@@ -118,6 +161,11 @@ void ModelRuntime::Stop(absl::Status reason) {
       stopping_ = true;
       stop_reason_ = std::move(reason);
     }
+  }
+  {
+    // From here on adapter-load callbacks find no runtime; the loop fails what is parked.
+    absl::MutexLock lock(&delivery_->mu);
+    delivery_->runtime = nullptr;
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -168,6 +216,8 @@ void ModelRuntime::Loop() {
       waiting_.push_back(std::move(inbox_.front()));
       inbox_.pop_front();
     }
+    for (auto& [raw, r] : parked_) waiting_.push_back(std::move(r));
+    parked_.clear();
   }
   FailAll(reason);
   PublishStats();
@@ -177,6 +227,10 @@ void ModelRuntime::ReapCancelledAndExpired() {
   const absl::Time now = absl::Now();
   const absl::Duration stall_timeout = absl::Milliseconds(limits_.stream_stall_timeout_ms);
   auto reap = [&](Request& r) -> bool {
+    if (r.adapter_error.has_value()) {
+      Finish(r, *r.adapter_error, FinishKind::kError);
+      return true;
+    }
     if (r.stream->cancelled()) {
       Finish(r, absl::CancelledError("request cancelled by the client"), FinishKind::kCancelled);
       return true;

@@ -19,12 +19,17 @@
 // leaves the batch) and retries each step; after EngineLimits::stream_stall_timeout_ms it ends
 // with RESOURCE_EXHAUSTED. Cancel and deadlines act within one step at any phase.
 //
+// Adapters: a request naming an adapter that is not on the device waits (counted as waiting)
+// while the adapter cache loads it, then joins the queue; a failed load ends it with the load
+// error. Sequences with different adapters (and none) share every step.
+//
 // Thread-safety: Submit, Stop, in_flight, stats and the accessors are thread-safe. The step
 // loop runs on its own thread from construction until Stop().
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -40,6 +45,7 @@
 #include "engine/model/causal_lm.h"
 #include "engine/kv/block_manager.h"
 #include "engine/model/kv_cache.h"
+#include "engine/runtime/adapter_cache.h"
 #include "engine/runtime/engine.h"
 #include "engine/runtime/engine_metrics.h"
 #include "engine/runtime/engine_options.h"
@@ -61,6 +67,10 @@ struct RuntimeParts {
   int64_t max_seq_len = 0;             // prompt + generated, per sequence
   int32_t max_running = 16;            // sequences decoded together per step
   bool enable_prefix_caching = true;
+  // LoRA adapters of this model (null: the model serves none). Its payloads are
+  // runtime/lora_payloads.h's HostLora (host tier) and DeviceLora (device tier).
+  std::unique_ptr<AdapterCache> adapters;
+  std::string default_adapter;  // used when a request names none ("" = base model)
 };
 
 class ModelRuntime {
@@ -94,11 +104,17 @@ class ModelRuntime {
   int32_t kv_num_blocks() const { return parts_.kv_cache->num_blocks(); }
   int32_t kv_block_size() const { return parts_.kv_cache->block_size(); }
   bool prefix_caching() const { return parts_.enable_prefix_caching; }
+  // Null when the model serves no adapters. Valid while the runtime lives.
+  AdapterCache* adapters() const { return parts_.adapters.get(); }
   // A snapshot published by the step loop after every step (and at idle).
   ModelStats stats() const;
 
  private:
   void Loop();
+  // Adapter-load completion for a parked request (runs on the adapter cache's thread).
+  void OnAdapterReady(Request* parked, absl::StatusOr<AdapterCache::Handle> handle);
+  // Binds a device-resident adapter to `r` (sets r.lora from the handle's payload).
+  static void AttachAdapter(Request& r, AdapterCache::Handle handle);
   // Moves new submissions into waiting_; returns false when the loop must exit. Blocks until
   // something arrives when `block`, for at most `max_wait` when given.
   bool TakeInbox(bool block, std::optional<absl::Duration> max_wait);
@@ -130,6 +146,8 @@ class ModelRuntime {
   mutable absl::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::unique_ptr<Request>> inbox_ ABSL_GUARDED_BY(mu_);
+  // Requests waiting for their adapter's load, keyed by address.
+  std::map<Request*, std::unique_ptr<Request>> parked_ ABSL_GUARDED_BY(mu_);
   int num_waiting_ ABSL_GUARDED_BY(mu_) = 0;  // inbox + waiting_, for the queue limit
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status stop_reason_ ABSL_GUARDED_BY(mu_);
@@ -145,6 +163,14 @@ class ModelRuntime {
   std::deque<std::unique_ptr<Request>> waiting_;
   std::vector<std::unique_ptr<Request>> running_;  // admission order, oldest first
   int64_t preemptions_ = 0, prefix_queries_ = 0, prefix_hits_ = 0, steps_ = 0;
+
+  // Adapter-load callbacks reach the runtime through this (not through `this`), so a
+  // callback that outlives the runtime finds it gone instead of touching freed memory.
+  struct AdapterDelivery {
+    absl::Mutex mu;
+    ModelRuntime* runtime ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  std::shared_ptr<AdapterDelivery> delivery_ = std::make_shared<AdapterDelivery>();
 
   absl::Mutex stop_mu_;  // serializes Stop() callers around the join
   std::thread thread_;

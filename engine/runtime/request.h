@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "engine/runtime/adapter_cache.h"
 #include "engine/runtime/engine.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/sample/sampler.h"
@@ -22,6 +23,8 @@
 #include "engine/tokenizer/tokenizer.h"
 
 namespace kiln::engine {
+
+class LoraWeights;
 
 struct Request {
   std::string id;
@@ -36,6 +39,11 @@ struct Request {
   std::optional<absl::Time> deadline;
 
   std::string adapter;     // "" = base model (metrics label, prefix-cache root)
+  // The adapter's device weights while the request lives (empty Handle: base model).
+  AdapterCache::Handle adapter_handle;
+  const LoraWeights* lora = nullptr;  // what the forward applies (from adapter_handle)
+  // Set when the adapter load failed: the step loop ends the request with it.
+  std::optional<absl::Status> adapter_error;
   std::string cache_salt;  // per-tenant prefix-cache isolation
 
   // Step-loop bookkeeping.

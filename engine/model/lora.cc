@@ -1,0 +1,100 @@
+#include "engine/model/lora.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace kiln::engine {
+namespace {
+
+absl::StatusOr<kernels::DeviceBuffer> UploadFloats(kernels::Backend& backend, std::span<const float> host) {
+  const size_t bytes = host.size() * sizeof(float);
+  absl::StatusOr<kernels::DeviceBuffer> buffer = backend.Allocate(bytes);
+  if (!buffer.ok()) return buffer.status();
+  kernels::TensorView view(buffer->data(), kernels::DType::kF32, {static_cast<int64_t>(host.size())},
+                           buffer->device());
+  absl::Status copied = backend.CopyFromHost(host.data(), view);
+  if (!copied.ok()) return copied;
+  return buffer;
+}
+
+}  // namespace
+
+absl::StatusOr<LoraWeights> UploadLora(kernels::Backend& backend, std::span<const LoraSite> sites,
+                                       std::span<const HostLoraModule> modules) {
+  LoraWeights weights;
+  weights.sites_.resize(sites.size());
+  std::set<std::string_view> seen;
+  for (const HostLoraModule& m : modules) {
+    const std::string name(m.module);
+    if (!seen.insert(m.module).second) {
+      return absl::InvalidArgumentError(absl::StrCat("adapter module ", name, " appears twice"));
+    }
+    std::vector<size_t> matches;
+    for (size_t i = 0; i < sites.size(); ++i) {
+      if (sites[i].module == name) matches.push_back(i);
+    }
+    if (matches.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("adapter module ", name, " is not a Linear layer this model can adapt"));
+    }
+    const LoraSite& first = sites[matches.front()];
+    if (m.rank < 1 || m.a.size() != static_cast<size_t>(m.rank * first.in) ||
+        m.b.size() != static_cast<size_t>(first.module_out * m.rank)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "adapter module ", name, ": lora_A has ", m.a.size(), " values and lora_B ", m.b.size(),
+          " for rank ", m.rank, "; the module needs [", m.rank, ", ", first.in, "] and [", first.module_out,
+          ", ", m.rank, "]"));
+    }
+    absl::StatusOr<kernels::DeviceBuffer> a = UploadFloats(backend, m.a);
+    if (!a.ok()) return a.status();
+    absl::StatusOr<kernels::DeviceBuffer> b = UploadFloats(backend, m.b);
+    if (!b.ok()) return b.status();
+    for (size_t i : matches) {
+      const LoraSite& site = sites[i];
+      kernels::LoraPair pair;
+      pair.a = kernels::TensorView(a->data(), kernels::DType::kF32, {m.rank, site.in}, a->device());
+      pair.b = kernels::TensorView(static_cast<float*>(b->data()) + site.row_offset * m.rank,
+                                   kernels::DType::kF32, {site.out, m.rank}, b->device());
+      pair.scale = m.scale;
+      weights.sites_[i] = pair;
+    }
+    weights.max_rank_ = std::max(weights.max_rank_, m.rank);
+    weights.bytes_ += a->bytes() + b->bytes();
+    weights.buffers_.push_back(*std::move(a));
+    weights.buffers_.push_back(*std::move(b));
+  }
+  return weights;
+}
+
+size_t LoraSiteWorkspace(const kernels::Backend& backend, const LoraBatch& batch, int64_t tokens) {
+  if (batch.empty()) return 0;
+  return backend.LoraWorkspaceBytes(tokens, batch.max_rank);
+}
+
+absl::Status ApplyLoraSite(kernels::Backend& backend, const LoraBatch& batch, size_t site,
+                           kernels::TensorView x, kernels::TensorView out, kernels::TensorView workspace) {
+  if (batch.empty()) return absl::OkStatus();
+  // Pairs of the adapters that target this site; adapter index -> pair slot (or -1).
+  std::vector<kernels::LoraPair> pairs;
+  std::vector<int32_t> slot_of(batch.adapters.size(), -1);
+  for (size_t i = 0; i < batch.adapters.size(); ++i) {
+    if (const kernels::LoraPair* pair = batch.adapters[i]->site(site)) {
+      slot_of[i] = static_cast<int32_t>(pairs.size());
+      pairs.push_back(*pair);
+    }
+  }
+  if (pairs.empty()) return absl::OkStatus();
+  std::vector<int32_t> slots(batch.seg_adapter.size());
+  for (size_t s = 0; s < slots.size(); ++s) {
+    slots[s] = batch.seg_adapter[s] < 0 ? -1 : slot_of[static_cast<size_t>(batch.seg_adapter[s])];
+  }
+  kernels::LoraSegments segments;
+  segments.seg_start = batch.seg_start;
+  segments.slot = slots;
+  return backend.LoraApply(x, pairs, segments, out, workspace);
+}
+
+}  // namespace kiln::engine

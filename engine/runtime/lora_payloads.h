@@ -1,0 +1,51 @@
+// The two payloads a model's AdapterCache holds for a LoRA adapter: HostLora (parsed and
+// validated host weights, the host tier) and DeviceLora (the weights on the model's device).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/adapter/adapter_loader.h"
+#include "engine/model/lora.h"
+#include "engine/runtime/adapter_cache.h"
+
+namespace kiln::engine {
+
+class HostLora final : public AdapterPayload {
+ public:
+  explicit HostLora(std::unique_ptr<LoraAdapter> adapter) : adapter_(std::move(adapter)) {
+    for (const LoraModule& m : adapter_->modules) {
+      HostLoraModule view;
+      view.module = m.name;
+      view.rank = m.r;
+      view.scale = m.scale;
+      view.a = m.a;
+      view.b = m.b;
+      views_.push_back(view);
+    }
+  }
+  const LoraAdapter& adapter() const { return *adapter_; }
+  // The modules as UploadLora takes them (views into adapter()).
+  std::span<const HostLoraModule> modules() const { return views_; }
+  size_t bytes() const override { return adapter_->total_bytes; }
+
+ private:
+  std::unique_ptr<LoraAdapter> adapter_;
+  std::vector<HostLoraModule> views_;
+};
+
+class DeviceLora final : public AdapterPayload {
+ public:
+  explicit DeviceLora(LoraWeights weights) : weights_(std::move(weights)) {}
+  const LoraWeights& weights() const { return weights_; }
+  size_t bytes() const override { return weights_.bytes(); }
+
+ private:
+  LoraWeights weights_;
+};
+
+}  // namespace kiln::engine
