@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -172,6 +173,42 @@ float TorchMean(std::span<const float> a) {
   return sum / static_cast<float>(n);
 }
 
+// bitsandbytes 0.50's native 8-bit blockwise quantizer (quantize_cpu_impl) does not search the
+// map per value: it rounds the normalized value onto 65536 evenly spaced points of [-1, 1] and
+// reads the code from a table that holds, per point, the number of map midpoints strictly
+// below it. Values within half a grid step (~1.5e-5) of a midpoint can therefore land on the
+// farther code; that is the behaviour to reproduce, so both steps are emulated in fp32, op for
+// op as the shipped binary computes them (read from its disassembly, checked by the fixtures).
+constexpr int kGridPoints = 65536;
+
+const std::array<uint8_t, kGridPoints>& DynamicGridLut() {
+  static const std::array<uint8_t, kGridPoints> lut = [] {
+    std::array<float, 255> mid;
+    for (size_t i = 0; i < mid.size(); ++i) mid[i] = (kDynamic[i] + kDynamic[i + 1]) * 0.5f;
+    std::array<uint8_t, kGridPoints> t{};
+    size_t code = 0;
+    for (int i = 0; i < kGridPoints; ++i) {
+      // Separate statements: fp32 (2i) / 65535, then - 1, each rounded.
+      const float twice = static_cast<float>(i) + static_cast<float>(i);
+      const float point = twice / 65535.0f - 1.0f;
+      while (code < mid.size() && point > mid[code]) ++code;
+      t[static_cast<size_t>(i)] = static_cast<uint8_t>(code);
+    }
+    return t;
+  }();
+  return lut;
+}
+
+// Grid point of a normalized value: clamp to [-1, 1], (x + 1) * 0.5 in fp32, then one fused
+// multiply-add by 65535 plus 0.5 (the binary uses vfmadd), truncated. NaN maps to point 0 (the
+// binary's float-to-int conversion yields 0x80000000, whose low 16 bits are 0).
+inline size_t GridIndex(float x) {
+  if (std::isnan(x)) return 0;
+  const float clamped = std::clamp(x, -1.0f, 1.0f);
+  const float half = (clamped + 1.0f) * 0.5f;
+  return static_cast<size_t>(static_cast<int32_t>(std::fma(half, 65535.0f, 0.5f)));
+}
+
 }  // namespace
 
 std::span<const float> Code4bit(Bnb4Type type) { return type == Bnb4Type::kNf4 ? std::span<const float>(kNf4) : std::span<const float>(kFp4); }
@@ -216,22 +253,25 @@ DoubleQuantized DoubleQuantize(std::span<const float> absmax) {
   dq.offset = TorchMean(absmax);
   std::vector<float> centered(absmax.size());
   for (size_t i = 0; i < absmax.size(); ++i) centered[i] = absmax[i] - dq.offset;
+  const std::array<uint8_t, kGridPoints>& lut = DynamicGridLut();
   const int64_t blocks = (n + kNestedBlocksize - 1) / kNestedBlocksize;
   dq.nested_absmax.resize(static_cast<size_t>(blocks));
-  dq.codes.resize(absmax.size());
+  dq.codes.assign(absmax.size(), 0);
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kNestedBlocksize, end = std::min(n, begin + kNestedBlocksize);
-    float am = -3.402823466e38f;
-    for (int64_t j = begin; j < end; ++j) am = std::fmax(am, std::fabs(centered[static_cast<size_t>(j)]));
-    dq.nested_absmax[static_cast<size_t>(b)] = am;
+    // The reference's max skips NaN (strict > against a -inf start) and is then floored at 0.
+    float am = -std::numeric_limits<float>::infinity();
     for (int64_t j = begin; j < end; ++j) {
-      const float x = centered[static_cast<size_t>(j)] / am;
-      // Largest i with code[i] <= x, then the right neighbour when strictly closer.
-      // NaN (one block of equal absmax: 0 / 0) compares false everywhere: code 0, as the reference.
-      size_t i = std::isnan(x) ? 1 : static_cast<size_t>(std::upper_bound(kDynamic.begin(), kDynamic.end(), x) - kDynamic.begin());
-      i = i == 0 ? 0 : i - 1;
-      if (i < 255 && std::fabs(x - kDynamic[i + 1]) < std::fabs(x - kDynamic[i])) ++i;
-      dq.codes[static_cast<size_t>(j)] = static_cast<uint8_t>(i);
+      const float a = std::fabs(centered[static_cast<size_t>(j)]);
+      if (a > am) am = a;
+    }
+    am = 0.0f > am ? 0.0f : am;
+    dq.nested_absmax[static_cast<size_t>(b)] = am;
+    if (am == 0.0f) continue;  // all codes 0 (one block of equal absmax)
+    // A multiply by the fp32 reciprocal, not a division: the two differ in the last bit.
+    const float inv = 1.0f / am;
+    for (int64_t j = begin; j < end; ++j) {
+      dq.codes[static_cast<size_t>(j)] = lut[GridIndex(centered[static_cast<size_t>(j)] * inv)];
     }
   }
   return dq;

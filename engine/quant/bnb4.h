@@ -13,18 +13,21 @@
 //    through the stable sort order (its two zeros: exact 0 -> index 0, tiny positive -> 8);
 //  - packing: element 2i in the high nibble of byte i, 2i+1 in the low nibble; an odd count
 //    pads with the code of 0.
-// Double quantization: offset = mean(absmax) (fp32), then (absmax - offset) is quantized with
-// blocksize 256 against the signed dynamic map: per block a = max|x|, x / a, nearest code
-// (ties to the lower code); the forward's fp32 absmax is code[c] * nested_absmax[i / 256] +
-// offset.
-// Known gap: bitsandbytes' native search (BinSearch "Direct2" over the map) occasionally
-// returns the lower of two codes for a value a hair above their midpoint; kiln picks the
-// nearest code, so about 0.3% of double-quant codes can differ by one (tests/engine/quant
-// bounds this). Pre-quantized checkpoints carry their codes, so loading them is unaffected.
+// Double quantization: offset = mean(absmax) (fp32, torch's summation order), then
+// (absmax - offset) is quantized with blocksize 256 against the signed dynamic map the way the
+// native quantizer does it: per block a = max|x| (NaN skipped; a == 0 gives all codes 0),
+// x * (1 / a) clamped to [-1, 1], rounded onto a grid of 65536 points over [-1, 1]
+// (trunc(fma((x + 1) * 0.5, 65535, 0.5))), and the code read from a per-grid-point table
+// (number of map midpoints strictly below the point). So a value within half a grid step of a
+// midpoint may take the farther code, exactly as bitsandbytes 0.50 does (older releases
+// searched the map with BinSearch and kept the nearest code; checkpoints carry their codes, so
+// loading them is unaffected). The forward's fp32 absmax is code[c] * nested_absmax[i / 256]
+// + offset.
 // FP4 nibble 8 (sign set, zero magnitude) dequantizes to +0 here; bitsandbytes' CPU
 // dequantizer gives -0.0 on its scalar path and +0 on its AVX-512 path, so only the sign of
 // that zero is implementation-defined (it never changes a product sum).
-// Thread-safety: pure functions.
+// Thread-safety: pure functions (DoubleQuantize builds a 64 KiB table once, on first use,
+// through a thread-safe static).
 #pragma once
 
 #include <cstdint>
