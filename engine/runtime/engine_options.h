@@ -38,6 +38,10 @@ struct EngineLimits {
   // A stream whose buffer stays full (the client stopped reading) this long is ended with
   // RESOURCE_EXHAUSTED; meanwhile its request pauses and nobody else waits for it.
   int64_t stream_stall_timeout_ms = 30000;
+  // Bytes of host memory the CPU device offers to models (weights, KV, workspace): the "cpu"
+  // entry of the device inventory the planner and the memory ledger start from. 0 = the
+  // machine's physical memory (placement_glue.h CpuMemoryBudget).
+  int64_t cpu_memory_bytes = 0;
 };
 
 struct EngineOptions {

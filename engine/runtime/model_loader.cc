@@ -15,7 +15,7 @@
 #include "engine/model/generation_config.h"
 #include "engine/model/model_config.h"
 #include "engine/quant/bnb_config.h"
-#include "engine/runtime/memory_size.h"
+#include "engine/runtime/placement_glue.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace kiln::engine {
@@ -50,18 +50,6 @@ absl::StatusOr<std::optional<quant::BnbQuantConfig>> CheckOptions(const LoadMode
     return absl::InvalidArgumentError(absl::StrCat(
         "attn_implementation: must be one of eager, sdpa, flash_attention_2; got \"",
         o.attn_implementation.substr(0, 64), "\""));
-  }
-  if (!o.device_map_explicit.empty()) {
-    return absl::UnimplementedError(
-        "device_map: explicit module maps need the device-map planner (not in this build)");
-  }
-  static constexpr std::string_view kCpuStrategies[] = {"",           "auto", "balanced",
-                                                        "balanced_low_0", "sequential", "cpu"};
-  if (std::find(std::begin(kCpuStrategies), std::end(kCpuStrategies), o.device_map_strategy) ==
-      std::end(kCpuStrategies)) {
-    return absl::UnimplementedError(absl::StrCat(
-        "device_map: \"", o.device_map_strategy.substr(0, 64),
-        "\" is not available: this build serves on the CPU backend only (use \"cpu\" or \"auto\")"));
   }
   if (o.max_seq_len < 0) {
     return absl::InvalidArgumentError(
@@ -118,20 +106,42 @@ sample::GenerationDefaults DefaultsFrom(const std::optional<GenerationConfig>& g
   return d;
 }
 
-// max_memory: validated now (so a typo fails the load), enforced for "cpu" until the planner
-// distributes over several devices.
-absl::Status CheckMaxMemory(const std::map<std::string, std::string>& max_memory,
-                            uint64_t weight_bytes) {
-  for (const auto& [device, size_text] : max_memory) {
-    KILN_ASSIGN_OR_RETURN(uint64_t budget,
-                          ParseMemorySize(size_text, absl::StrCat("max_memory[\"", device.substr(0, 32), "\"]")));
-    if (device == "cpu" && budget < weight_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "model needs ", weight_bytes, " bytes of weights on cpu but max_memory[\"cpu\"] is ",
-          budget, " bytes"));
-    }
+// KV cache (the pool engine/kv manages): fp32 K and V per layer. The budget is LoadModel's
+// kv_cache_bytes when given (exactly what the caller asked for; a request that cannot fit it
+// is refused at Submit), else enough for max_running full-length sequences capped at
+// kDefaultKvCacheBytes — but never less than one full-length sequence, so every request the
+// model admits can run (preemption shares the rest). Computed from the config alone so its
+// bytes can be reserved before anything is allocated.
+struct KvPlan {
+  int32_t num_blocks = 0;
+  int32_t block_size = 0;
+  int64_t bytes = 0;
+};
+
+absl::StatusOr<KvPlan> PlanKvCache(const ModelConfig& config, const LoadModelOptions& options,
+                                   const EngineLimits& limits, int64_t max_seq_len) {
+  const int32_t kv_block_size = std::max(1, limits.kv_block_size_tokens);
+  const int32_t max_running = std::max(1, limits.max_running_requests);
+  const int64_t bytes_per_token =
+      2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 4;
+  const int64_t bytes_per_block = bytes_per_token * kv_block_size;
+  const int64_t blocks_per_sequence = (max_seq_len + kv_block_size - 1) / kv_block_size;
+  int64_t num_blocks = options.kv_cache_bytes / bytes_per_block;
+  if (options.kv_cache_bytes == 0) {
+    const int64_t wanted = blocks_per_sequence * max_running;
+    num_blocks = std::max(std::min(kDefaultKvCacheBytes / bytes_per_block, wanted),
+                          blocks_per_sequence);
   }
-  return absl::OkStatus();
+  if (num_blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: ", options.kv_cache_bytes,
+                                                   " is less than one KV block (",
+                                                   bytes_per_block, " bytes)"));
+  }
+  KvPlan plan;
+  plan.num_blocks = static_cast<int32_t>(std::min<int64_t>(num_blocks, INT32_MAX));
+  plan.block_size = kv_block_size;
+  plan.bytes = int64_t{plan.num_blocks} * bytes_per_block;
+  return plan;
 }
 
 // Reads the tokenizer files through the containment check (a tokenizer.json symlinked out of
@@ -171,8 +181,19 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const std::s
 
 absl::StatusOr<LoadedModel> LoadResidentModel(
     const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
-    kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress) {
+    kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress,
+    placement::MemoryLedger* ledger) {
   KILN_ASSIGN_OR_RETURN(std::optional<quant::BnbQuantConfig> bnb, CheckOptions(options));
+  KILN_ASSIGN_OR_RETURN(PlacementOptions placement_options, ParsePlacementOptions(options));
+  // Without the engine's ledger, this load is accounted in its own (declared before the
+  // reservations so they are returned before it goes away).
+  std::unique_ptr<placement::MemoryLedger> own_ledger;
+  if (ledger == nullptr) {
+    KILN_ASSIGN_OR_RETURN(own_ledger, placement::MemoryLedger::Create(DeviceInventory(limits)));
+    ledger = own_ledger.get();
+  }
+  std::vector<placement::Reservation> reservations;  // released on every error return
+  const std::string served_name = options.served_name.empty() ? options.model : options.served_name;
   auto report = [&](Stage stage, std::string message) {
     if (progress) progress(LoadProgressEvent{.stage = stage, .message = std::move(message)});
   };
@@ -209,8 +230,10 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   KILN_ASSIGN_OR_RETURN(kernels::DType dtype,
                         ResolveDType(RequestedDTypeName(options.dtype), config, checkpoint.get()));
 
-  report(Stage::kPlanning, "placing every module on cpu");
-  KILN_RETURN_IF_ERROR(CheckMaxMemory(options.max_memory, checkpoint->total_tensor_bytes()));
+  report(Stage::kPlanning, "planning the device map");
+  KILN_ASSIGN_OR_RETURN(ModelPlacement placed,
+                        PlanModelPlacement(config, dtype, bnb, placement_options, FreeInventory(*ledger),
+                                           checkpoint.get()));
   int64_t max_seq_len = config.max_position_embeddings;
   if (options.max_seq_len > 0) {
     if (options.max_seq_len > config.max_position_embeddings) {
@@ -221,6 +244,13 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
     max_seq_len = options.max_seq_len;
   }
   max_seq_len = std::min(max_seq_len, limits.max_total_tokens);
+  KILN_ASSIGN_OR_RETURN(KvPlan kv_plan, PlanKvCache(config, options, limits, max_seq_len));
+
+  // Reserve before allocating: a model that cannot fit is refused here, with the ledger's
+  // bytes requested/available, before a weight is read.
+  KILN_ASSIGN_OR_RETURN(reservations, ReservePlanned(*ledger, placed.plan, served_name));
+  KILN_RETURN_IF_ERROR(ReserveExactly(*ledger, &reservations, placement::Device::Cpu(),
+                                      placement::MemoryKind::kKv, served_name, kv_plan.bytes));
 
   LoadProgressEvent weights{.stage = Stage::kLoadingWeights, .message = "loading weights"};
   weights.bytes_total = static_cast<int64_t>(checkpoint->total_tensor_bytes());
@@ -240,33 +270,17 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
                         LoadCausalLm(config, *checkpoint, load_options, backend));
   const int64_t checkpoint_parameters = CheckpointParameters(*checkpoint);
   checkpoint.reset();  // weights were copied into backend memory; drop the maps
+  // The plan counts what transformers counts (4-bit = half a byte per weight); the model also
+  // holds quantization state (absmax, SCB), so the ledger gets the real figure now.
+  KILN_RETURN_IF_ERROR(ReserveExactly(*ledger, &reservations, placement::Device::Cpu(),
+                                      placement::MemoryKind::kWeights, served_name,
+                                      static_cast<int64_t>(model->weight_bytes())));
 
-  // KV cache (the pool engine/kv manages): fp32 K and V per layer. The budget is LoadModel's
-  // kv_cache_bytes when given (exactly what the caller asked for; a request that cannot fit
-  // it is refused at Submit), else enough for max_running full-length sequences capped at
-  // kDefaultKvCacheBytes — but never less than one full-length sequence, so every request
-  // the model admits can run (preemption shares the rest).
-  const int32_t kv_block_size = std::max(1, limits.kv_block_size_tokens);
-  const int32_t max_running = std::max(1, limits.max_running_requests);
-  const int64_t bytes_per_token =
-      2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 4;
-  const int64_t bytes_per_block = bytes_per_token * kv_block_size;
-  const int64_t blocks_per_sequence = (max_seq_len + kv_block_size - 1) / kv_block_size;
-  int64_t num_blocks = options.kv_cache_bytes / bytes_per_block;
-  if (options.kv_cache_bytes == 0) {
-    const int64_t wanted = blocks_per_sequence * max_running;
-    num_blocks = std::max(std::min(kDefaultKvCacheBytes / bytes_per_block, wanted),
-                          blocks_per_sequence);
-  }
-  if (num_blocks < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: ", options.kv_cache_bytes,
-                                                   " is less than one KV block (",
-                                                   bytes_per_block, " bytes)"));
-  }
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
-                        model->CreateKvCache({.num_blocks = static_cast<int32_t>(
-                                                  std::min<int64_t>(num_blocks, INT32_MAX)),
-                                              .block_size = kv_block_size}));
+                        model->CreateKvCache({.num_blocks = kv_plan.num_blocks, .block_size = kv_plan.block_size}));
+  KILN_RETURN_IF_ERROR(ReserveExactly(*ledger, &reservations, placement::Device::Cpu(),
+                                      placement::MemoryKind::kKv, served_name,
+                                      static_cast<int64_t>(kv->bytes())));
 
   report(Stage::kWarmingUp, "warm-up forward pass");
   {
@@ -288,13 +302,13 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
 
   LoadedModel loaded;
   ModelInfo& info = loaded.info;
-  info.served_name = options.served_name.empty() ? options.model : options.served_name;
+  info.served_name = served_name;
   info.model = options.model;
   info.revision = resolved.revision;
   info.architecture = std::string(ArchitectureName(config.architecture));
   info.state = ModelState::kReady;
   info.dtype = ToWeightDType(dtype);
-  info.device_map = {{"", "cpu"}};
+  info.device_map = HfDeviceMap(placed.plan);
   info.weight_bytes = static_cast<int64_t>(model->weight_bytes());
   info.num_parameters = info.weight_bytes / static_cast<int64_t>(kernels::DTypeSize(dtype));
   if (bnb.has_value()) {
@@ -318,8 +332,9 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   parts.generation_defaults = DefaultsFrom(generation);
   parts.eos_token_ids = std::move(eos);
   parts.max_seq_len = max_seq_len;
-  parts.max_running = max_running;
+  parts.max_running = std::max(1, limits.max_running_requests);
   parts.enable_prefix_caching = !options.disable_prefix_caching;
+  if (own_ledger == nullptr) loaded.reservations = std::move(reservations);
   return loaded;
 }
 

@@ -3,9 +3,20 @@
 // (never weights yet) → plan placement → load weights tensor by tensor (converting dtype) →
 // warm up with one forward pass. Progress goes to `progress` at every stage.
 //
-// Placement today is a single device: the CPU backend (strategies "", "auto", "balanced",
-// "balanced_low_0", "sequential" and "cpu" all resolve to {"": "cpu"} on a machine without
-// GPUs, as accelerate does); explicit maps, GPUs and max_memory budgets come with the planner.
+// Placement (placement_glue.h, engine/placement): before any weight is read, the model's
+// layout (sizes for the resolved dtype and any bitsandbytes config, so a 4-bit model fits where
+// fp32 would not) is planned with the device-map planner against what the memory ledger has
+// free now, honouring device_map (a strategy, one device, or an explicit module map that must
+// cover every parameter) and max_memory. On this build the inventory is the CPU only, so every
+// strategy gives {"": "cpu"}, and GPU names ("cuda:0", 0) are INVALID_ARGUMENT naming the
+// device, as transformers refuses them on a machine without a GPU. ModelInfo.device_map is the
+// plan's hf_device_map.
+//
+// Memory: the planned weight bytes and the KV cache bytes are reserved in the ledger (owner =
+// served name, kinds kWeights / kKv) before they are allocated, and trued up to the real
+// allocation (CausalLm::weight_bytes(), KvCache::bytes()) right after. LoadedModel carries the
+// Reservations: whoever keeps the model keeps them, and dropping them (after the model's memory
+// is freed) returns every byte. A failed load holds nothing.
 //
 // Quantization: a bitsandbytes option is validated (quant::ValidateBitsAndBytes, errors name
 // the field) and every Linear it selects is quantized while loading; ModelInfo.quantization is
@@ -14,14 +25,17 @@
 //
 // Status codes: INVALID_ARGUMENT (bad option or artifact, naming it), NOT_FOUND (unknown
 // model), UNIMPLEMENTED (a feature not built yet: pre-quantized checkpoints, adapters, other
-// devices), RESOURCE_EXHAUSTED (cannot fit).
+// devices), RESOURCE_EXHAUSTED (cannot fit: the planner's or the ledger's message, with the
+// bytes needed and available per device).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/io/model_store.h"
+#include "engine/placement/ledger.h"
 #include "engine/runtime/api_types.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/model_runtime.h"
@@ -30,12 +44,22 @@
 namespace kiln::engine {
 
 struct LoadedModel {
+  // The ledger bytes this model holds (weights, KV cache). Keep them at least as long as the
+  // memory they account for (parts.model / parts.kv_cache); drop them after it is freed
+  // (declared first, so a LoadedModel destroyed whole frees the memory, then the bytes).
+  // Empty when LoadResidentModel was called without a ledger.
+  std::vector<placement::Reservation> reservations;
   RuntimeParts parts;
   ModelInfo info;  // state kReady, everything but load_duration_ms filled
 };
 
+// `ledger` (not owned, may be null; must outlive the returned reservations): the engine's
+// memory ledger, planned against and reserved in. Null: planned against a fresh ledger of
+// DeviceInventory(limits) that lives for this call only (no accounting across models; the
+// returned reservations are empty) — the transitional path for callers not yet wired.
 absl::StatusOr<LoadedModel> LoadResidentModel(
     const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
-    kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress);
+    kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress,
+    placement::MemoryLedger* ledger = nullptr);
 
 }  // namespace kiln::engine
