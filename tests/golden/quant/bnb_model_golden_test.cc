@@ -7,15 +7,12 @@
 //  - 16-token greedy continuations identical wherever the reference's smallest top-1/top-2
 //    margin is comfortably above kiln's logit error (runs with a near tie are reported, not
 //    compared: any reordering of fp32 sums may flip them).
-// Bounds: fp32 compute (fp4, int8, int8_t2_5) 1e-4 — kiln and the reference run the same
-// rounding steps, only fp32 summation order differs (measured 1e-6..1e-5).
-// nf4_dq: 0.1, a known gap, not rounding: bitsandbytes' native 8-bit quantizer of the absmax
-// (quantize_blockwise on CPU) picks, for ~0.1-0.3% of values, the neighbour of the nearest
-// dynamic-map code (engine/quant/bnb4.h); kiln picks the nearest, so a few 64-weight blocks
-// per layer get an absmax one code apart (~1-4% relative) and the logits move by 0.03-0.06.
-// The packed 4-bit bytes are still identical (asserted below) and the reference's own
-// codes dequantize bit-exactly (tests/engine/quant/bnb4_test.cc). Its greedy runs all have
-// reference margins under 0.03, so none is comparable at that error. bf16 compute (nf4_bf16): the reference
+// Bounds: fp32 compute (nf4_dq, fp4, int8, int8_t2_5) 1e-4 — kiln and the reference run the
+// same rounding steps, only fp32 summation order differs (measured 1e-6..1e-5). For nf4_dq that
+// includes the double quantization of the absmax: kiln reproduces bitsandbytes' native 8-bit
+// quantizer code for code (its 65536-point grid, engine/quant/bnb4.h), so all three of its
+// greedy runs are compared (reference margins 0.0027..0.029 against errors ~1e-5).
+// bf16 compute (nf4_bf16): the reference
 // rounds x, the dequantized weight and every Linear output to bf16 and also runs the rest of
 // the block (norms, attention, residual) in fp32 like kiln; kiln reproduces the roundings of
 // the Linear (QuantMatmul rounds input, weight and output to bf16) but a different fp32 sum
@@ -205,7 +202,7 @@ TEST_P(BnbModelGoldenTest, LogitsAndGreedyMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, BnbModelGoldenTest,
-                         ::testing::Values(Variant{"llama_tiny_bnb4", "nf4_dq", 0.1, 0},
+                         ::testing::Values(Variant{"llama_tiny_bnb4", "nf4_dq", 1e-4, 3},
                                            Variant{"llama_tiny_bnb4", "fp4", 1e-4, 3},
                                            Variant{"llama_tiny_bnb4", "nf4_bf16", 0.05, 2},
                                            Variant{"llama_tiny_int8", "int8", 1e-4, 3},
