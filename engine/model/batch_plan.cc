@@ -5,15 +5,48 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
 
 namespace kiln::engine {
+
+namespace {
+
+// Extends plan.lora with sequence s's rows [query_start[s], query_start[s+1]), merging it into
+// the previous segment when both use the same adapter.
+absl::Status AddLoraSegment(const LoraWeights* lora, size_t s, size_t num_sites, BatchPlan& plan) {
+  LoraBatch& batch = plan.lora;
+  int32_t index = -1;
+  if (lora != nullptr) {
+    if (lora->num_sites() != num_sites) {
+      return absl::InvalidArgumentError(absl::StrCat("forward: sequence ", s, " adapter has ", lora->num_sites(),
+                                                     " LoRA sites; the model has ", num_sites));
+    }
+    auto it = std::find(batch.adapters.begin(), batch.adapters.end(), lora);
+    index = static_cast<int32_t>(it - batch.adapters.begin());
+    if (it == batch.adapters.end()) {
+      batch.adapters.push_back(lora);
+      batch.max_rank = std::max(batch.max_rank, lora->max_rank());
+    }
+  }
+  const int32_t end = plan.query_start.back();
+  if (!batch.seg_adapter.empty() && batch.seg_adapter.back() == index) {
+    batch.seg_start.back() = end;
+  } else {
+    if (batch.seg_start.empty()) batch.seg_start.push_back(plan.query_start[s]);
+    batch.seg_adapter.push_back(index);
+    batch.seg_start.push_back(end);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 kernels::AttentionParams BatchPlan::Attention(int32_t sliding_window, float scale) const {
   return {query_start, kv_len, block_table, max_blocks, sliding_window, scale};
 }
 
 absl::StatusOr<BatchPlan> PlanBatch(const ForwardBatch& batch, const KvCache& cache,
-                                    int64_t max_positions) {
+                                    int64_t max_positions, size_t num_lora_sites) {
   if (batch.sequences.empty()) return absl::InvalidArgumentError("forward: the batch has no sequences");
   const int64_t bs = cache.block_size();
   BatchPlan plan;
@@ -56,7 +89,9 @@ absl::StatusOr<BatchPlan> PlanBatch(const ForwardBatch& batch, const KvCache& ca
       if (seq.all_logits || i == n - 1) plan.logit_rows.push_back(static_cast<int32_t>(plan.token_ids.size() - 1));
     }
     plan.query_start.push_back(static_cast<int32_t>(plan.token_ids.size()));
+    KILN_RETURN_IF_ERROR(AddLoraSegment(seq.lora, s, num_lora_sites, plan));
   }
+  if (plan.lora.adapters.empty()) plan.lora = LoraBatch{};  // base-only batch: nothing to apply
   plan.block_table.assign(batch.sequences.size() * static_cast<size_t>(plan.max_blocks), 0);
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     const int64_t blocks = (plan.kv_len[s] + bs - 1) / bs;

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/causal_lm.h"
+#include "engine/model/lora.h"
 #include "kernels/backend.h"
 
 namespace kiln::engine {
@@ -23,6 +24,7 @@ struct BatchPlan {
   int64_t max_kv_len = 0;
   std::vector<int32_t> logit_rows;   // [R] token rows whose logits are returned
   std::vector<int64_t> row_begin;    // [S] first logits row of each sequence
+  LoraBatch lora;                    // the sequences' adapters (empty: none has one)
 
   int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
   size_t num_seqs() const { return kv_len.size(); }
@@ -30,11 +32,12 @@ struct BatchPlan {
   kernels::AttentionParams Attention(int32_t sliding_window, float scale) const;
 };
 
-// INVALID_ARGUMENT naming the sequence for: no sequences, an empty sequence, negative
+// INVALID_ARGUMENT naming the sequence for: an adapter uploaded for a model with another
+// number of LoRA sites than `num_lora_sites`, no sequences, an empty sequence, negative
 // start_pos, start_pos + n > max_positions (when max_positions > 0), a block table shorter than
 // needed, or a block id outside [0, cache.num_blocks()). Token ids are checked by the
 // embedding op against the vocabulary.
 absl::StatusOr<BatchPlan> PlanBatch(const ForwardBatch& batch, const KvCache& cache,
-                                    int64_t max_positions);
+                                    int64_t max_positions, size_t num_lora_sites);
 
 }  // namespace kiln::engine

@@ -49,6 +49,8 @@
 namespace kiln::engine {
 
 class Checkpoint;
+class LoraWeights;
+struct LoraSite;
 
 struct LoadProgress {
   std::string tensor;         // the tensor just loaded
@@ -75,6 +77,9 @@ struct SequenceInput {
   int32_t start_pos = 0;                 // tokens of this sequence already in the cache
   std::span<const int32_t> block_table = {};  // >= ceil((start_pos + n) / block_size) block ids
   bool all_logits = false;               // logits for every new token, not just the last
+  // The LoRA adapter this sequence runs with (engine/model/lora.h), uploaded for this model;
+  // null: the base model.
+  const LoraWeights* lora = nullptr;
 };
 
 struct ForwardBatch {
@@ -101,6 +106,8 @@ class CausalLm {
   virtual kernels::DType dtype() const = 0;
   // Device bytes held by the weights.
   virtual size_t weight_bytes() const = 0;
+  // The Linear sites a LoRA adapter can adapt, in site order (engine/model/lora.h).
+  virtual std::span<const LoraSite> lora_sites() const = 0;
 
   // A cache shaped for this model (layers, kv heads, head_dim) on its backend.
   virtual absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) = 0;

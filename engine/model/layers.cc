@@ -54,10 +54,15 @@ size_t LinearWorkspace(const kernels::Backend& backend, const LinearWeights& lin
   return backend.MatmulWorkspaceBytes(m, lin.out(), lin.in(), lin.w.dtype());
 }
 
-absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin, kernels::TensorView x,
-                         kernels::TensorView out, kernels::TensorView workspace) {
-  if (lin.quant) return backend.QuantMatmul(x, *lin.quant, lin.b, out, workspace);
-  return backend.Matmul(x, lin.w, lin.b, out, workspace);
+absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin, const LoraBatch& lora,
+                         kernels::TensorView x, kernels::TensorView out, kernels::TensorView workspace) {
+  if (lin.quant) {
+    KILN_RETURN_IF_ERROR(backend.QuantMatmul(x, *lin.quant, lin.b, out, workspace));
+  } else {
+    KILN_RETURN_IF_ERROR(backend.Matmul(x, lin.w, lin.b, out, workspace));
+  }
+  if (lora.empty() || lin.lora_site < 0) return absl::OkStatus();
+  return ApplyLoraSite(backend, lora, static_cast<size_t>(lin.lora_site), x, out, workspace);
 }
 
 absl::StatusOr<LinearWeights> SliceLinearRows(const LinearWeights& lin, int64_t begin, int64_t count,
@@ -103,9 +108,9 @@ absl::Status SelfAttention(kernels::Backend& backend, const AttentionLayer& laye
                            kernels::TensorView x, kernels::TensorView out) {
   const int64_t t = x.dim(0);
   const auto flat = [t](const kernels::TensorView& v) { return v.Reshape({t, v.row_numel()}); };
-  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.q, x, flat(act.q), act.workspace));
-  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.k, x, flat(act.k), act.workspace));
-  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.v, x, flat(act.v), act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.q, plan.lora, x, flat(act.q), act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.k, plan.lora, x, flat(act.k), act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.v, plan.lora, x, flat(act.v), act.workspace));
   if (rope != nullptr) {
     KILN_RETURN_IF_ERROR(rope->Apply(backend, plan, act.q));
     KILN_RETURN_IF_ERROR(rope->Apply(backend, plan, act.k));
@@ -113,22 +118,24 @@ absl::Status SelfAttention(kernels::Backend& backend, const AttentionLayer& laye
   KILN_RETURN_IF_ERROR(backend.KvWrite(act.k, act.v, plan.slots, cache));
   KILN_RETURN_IF_ERROR(backend.PagedAttention(act.q, cache, plan.Attention(layer.sliding_window, layer.scale),
                                               act.attn, act.workspace));
-  return ApplyLinear(backend, layer.o, flat(act.attn), out, act.workspace);
+  return ApplyLinear(backend, layer.o, plan.lora, flat(act.attn), out, act.workspace);
 }
 
-absl::Status GatedMlp(kernels::Backend& backend, const GatedMlpLayer& layer, Activations& act,
+absl::Status GatedMlp(kernels::Backend& backend, const GatedMlpLayer& layer, const LoraBatch& lora,
+                      Activations& act,
                       kernels::TensorView x, kernels::TensorView out) {
-  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.gate, x, act.gate, act.workspace));
-  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.up, x, act.up, act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.gate, lora, x, act.gate, act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.up, lora, x, act.up, act.workspace));
   KILN_RETURN_IF_ERROR(backend.SiluMul(act.gate, act.up, act.up));
-  return ApplyLinear(backend, layer.down, act.up, out, act.workspace);
+  return ApplyLinear(backend, layer.down, lora, act.up, out, act.workspace);
 }
 
-absl::Status GeluMlp(kernels::Backend& backend, const GeluMlpLayer& layer, Activations& act,
+absl::Status GeluMlp(kernels::Backend& backend, const GeluMlpLayer& layer, const LoraBatch& lora,
+                     Activations& act,
                      kernels::TensorView x, kernels::TensorView out) {
-  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.fc, x, act.gate, act.workspace));
+  KILN_RETURN_IF_ERROR(ApplyLinear(backend, layer.fc, lora, x, act.gate, act.workspace));
   KILN_RETURN_IF_ERROR(backend.Gelu(act.gate, layer.kind, act.up));
-  return ApplyLinear(backend, layer.proj, act.up, out, act.workspace);
+  return ApplyLinear(backend, layer.proj, lora, act.up, out, act.workspace);
 }
 
 absl::Status ComputeLogits(kernels::Backend& backend, kernels::TensorView lm_head, const BatchPlan& plan,

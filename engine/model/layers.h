@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model/batch_plan.h"
 #include "engine/model/causal_lm.h"
+#include "engine/model/lora.h"
 #include "engine/model/rope.h"
 #include "kernels/backend.h"
 #include "kernels/quant/quant_matrix.h"
@@ -26,6 +28,7 @@ struct LinearWeights {
   kernels::TensorView w;                          // [out, in] dense; empty when quantized
   std::optional<kernels::QuantizedMatrix> quant;  // [out, in] quantized; nullopt when dense
   kernels::TensorView b;                          // [out] or empty
+  int32_t lora_site = -1;  // index into the model's lora_sites(); -1: LoRA never applies
   bool quantized() const { return quant.has_value(); }
   int64_t out() const { return quant ? quant->rows : w.dim(0); }
   int64_t in() const { return quant ? quant->cols : w.dim(1); }
@@ -74,6 +77,7 @@ class DecoderModelBase : public CausalLm {
   const ModelConfig& config() const override { return config_; }
   kernels::DType dtype() const override { return dtype_; }
   size_t weight_bytes() const override { return weight_bytes_; }
+  std::span<const LoraSite> lora_sites() const override { return lora_sites_; }
   absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) override {
     return KvCache::Create(backend_, config_.num_hidden_layers, dims_.kv_heads, dims_.head_dim,
                            options);
@@ -89,20 +93,30 @@ class DecoderModelBase : public CausalLm {
         dtype_(dtype),
         backend_(backend) {}
 
+  // Makes `lin` LoRA site number lora_sites_.size(), for the transformers module `module`;
+  // `row_offset`/`module_out` place a slice of a fused module (GPT-2 c_attn) in its output.
+  void AddLoraSite(LinearWeights& lin, const std::string& module, int64_t row_offset = 0,
+                   int64_t module_out = 0) {
+    lin.lora_site = static_cast<int32_t>(lora_sites_.size());
+    lora_sites_.push_back({module, lin.out(), lin.in(), row_offset, module_out > 0 ? module_out : lin.out()});
+  }
+
   ModelConfig config_;
   ModelDims dims_;
   kernels::DType dtype_;
   kernels::Backend& backend_;
   std::vector<kernels::DeviceBuffer> buffers_;
   size_t weight_bytes_ = 0;
+  std::vector<LoraSite> lora_sites_;
   Activations act_;
 };
 
 // Workspace one matmul with `m` rows through `lin` needs (dense or quantized).
 size_t LinearWorkspace(const kernels::Backend& backend, const LinearWeights& lin, int64_t m);
-// out = x · W^T (+ b): Backend::Matmul for dense weights, Backend::QuantMatmul for quantized.
-// The one place a Linear is applied (LoRA adds its term here).
-absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin,
+// out = x · W^T (+ b): Backend::Matmul for dense weights, Backend::QuantMatmul for quantized;
+// then, for the rows whose adapter targets this Linear, + s · (x Aᵀ) Bᵀ (engine/model/lora.h).
+// The one place a Linear is applied. The workspace must also cover LoraSiteWorkspace.
+absl::Status ApplyLinear(kernels::Backend& backend, const LinearWeights& lin, const LoraBatch& lora,
                          kernels::TensorView x,    // [m, in]
                          kernels::TensorView out,  // [m, out]
                          kernels::TensorView workspace);
@@ -124,7 +138,8 @@ struct GatedMlpLayer {
   LinearWeights gate, up, down;
 };
 // down(silu(gate(x)) * up(x)).
-absl::Status GatedMlp(kernels::Backend& backend, const GatedMlpLayer& layer, Activations& act,
+absl::Status GatedMlp(kernels::Backend& backend, const GatedMlpLayer& layer, const LoraBatch& lora,
+                      Activations& act,
                       kernels::TensorView x, kernels::TensorView out);  // [T, hidden] both
 
 struct GeluMlpLayer {
@@ -132,7 +147,8 @@ struct GeluMlpLayer {
   kernels::GeluKind kind = kernels::GeluKind::kTanh;
 };
 // proj(gelu(fc(x))).
-absl::Status GeluMlp(kernels::Backend& backend, const GeluMlpLayer& layer, Activations& act,
+absl::Status GeluMlp(kernels::Backend& backend, const GeluMlpLayer& layer, const LoraBatch& lora,
+                     Activations& act,
                      kernels::TensorView x, kernels::TensorView out);  // [T, hidden] both
 
 // Logits of the plan's logit rows of `final_hidden` (already normed) into `out`.

@@ -149,7 +149,9 @@ bool ModelRuntime::Step() {
         {.token_ids = std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.num_computed),
                                                                  static_cast<size_t>(n)),
          .start_pos = r.num_computed,
-         .block_table = r.blocks});
+         .block_table = r.blocks,
+         .all_logits = false,
+         .lora = r.lora});
   }
   if (batch.sequences.empty()) return plan.num_admitted > 0 || !plan.preempted.empty();
 

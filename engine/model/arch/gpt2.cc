@@ -77,6 +77,15 @@ absl::Status Gpt2Model::Load(const Checkpoint& checkpoint, const LoadOptions& op
     KILN_ASSIGN_OR_RETURN(layer.mlp.fc, LoadConv1D(w, p + "mlp.c_fc", h, dims_.intermediate));
     KILN_ASSIGN_OR_RETURN(layer.mlp.proj, LoadConv1D(w, p + "mlp.c_proj", dims_.intermediate, h));
     layer.mlp.kind = gelu;
+    // LoRA sites carry transformers' module names (GPT2LMHeadModel: "transformer.h.N..."),
+    // whatever prefix the checkpoint used; c_attn is fused, its q/k/v are three slices.
+    const std::string m = absl::StrCat("transformer.h.", l, ".");
+    AddLoraSite(layer.attn.q, m + "attn.c_attn", 0, 3 * h);
+    AddLoraSite(layer.attn.k, m + "attn.c_attn", h, 3 * h);
+    AddLoraSite(layer.attn.v, m + "attn.c_attn", 2 * h, 3 * h);
+    AddLoraSite(layer.attn.o, m + "attn.c_proj");
+    AddLoraSite(layer.mlp.fc, m + "mlp.c_fc");
+    AddLoraSite(layer.mlp.proj, m + "mlp.c_proj");
     layers_.push_back(layer);
   }
   KILN_ASSIGN_OR_RETURN(lnf_w_, w.Load(root + "ln_f.weight", {h}));
@@ -99,10 +108,11 @@ absl::Status Gpt2Model::Load(const Checkpoint& checkpoint, const LoadOptions& op
 
 absl::Status Gpt2Model::Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) {
   KILN_RETURN_IF_ERROR(CheckCacheShape(cache, config_.num_hidden_layers, dims_));
-  KILN_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(batch, cache, config_.max_position_embeddings));
+  KILN_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(batch, cache, config_.max_position_embeddings, lora_sites_.size()));
   const int64_t t = plan.num_tokens(), r = static_cast<int64_t>(plan.logit_rows.size());
-  size_t ws = std::max(backend_.AttentionWorkspaceBytes(plan.max_kv_len),
-                       backend_.MatmulWorkspaceBytes(r, dims_.vocab, dims_.hidden, lm_head_.dtype()));
+  size_t ws = std::max({backend_.AttentionWorkspaceBytes(plan.max_kv_len),
+                        backend_.MatmulWorkspaceBytes(r, dims_.vocab, dims_.hidden, lm_head_.dtype()),
+                        LoraSiteWorkspace(backend_, plan.lora, t)});
   for (const Gpt2Layer& l : layers_) {  // every layer: skip modules may leave some dense
     for (const LinearWeights* lin : {&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.fc, &l.mlp.proj}) {
       ws = std::max(ws, LinearWorkspace(backend_, *lin, t));
@@ -120,7 +130,7 @@ absl::Status Gpt2Model::Forward(const ForwardBatch& batch, KvCache& cache, Forwa
                                        cache.layer(static_cast<int64_t>(l)), act_, act_.normed, act_.proj));
     KILN_RETURN_IF_ERROR(backend_.Add(act_.hidden, act_.proj, act_.hidden));
     KILN_RETURN_IF_ERROR(backend_.LayerNorm(act_.hidden, layer.ln2_w, layer.ln2_b, eps, act_.normed));
-    KILN_RETURN_IF_ERROR(GeluMlp(backend_, layer.mlp, act_, act_.normed, act_.proj));
+    KILN_RETURN_IF_ERROR(GeluMlp(backend_, layer.mlp, plan.lora, act_, act_.normed, act_.proj));
     KILN_RETURN_IF_ERROR(backend_.Add(act_.hidden, act_.proj, act_.hidden));
   }
   KILN_RETURN_IF_ERROR(backend_.LayerNorm(act_.hidden, lnf_w_, lnf_b_, eps, act_.normed));

@@ -34,7 +34,7 @@ class LlamaModel final : public DecoderModelBase {
   absl::Status Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) override;
 
  private:
-  size_t Workspace(int64_t tokens, int64_t rows, int64_t max_kv) const;
+  size_t Workspace(const BatchPlan& plan, int64_t tokens, int64_t rows, int64_t max_kv) const;
 
   RotaryEmbedding rope_;
   kernels::TensorView embed_, final_norm_, lm_head_;
@@ -64,6 +64,13 @@ absl::Status LlamaModel::Load(const Checkpoint& checkpoint, const LoadOptions& o
     KILN_ASSIGN_OR_RETURN(layer.mlp.down, w.LoadLinear(p + "mlp.down_proj", h, dims_.intermediate, c.mlp_bias));
     const bool sliding = c.sliding_window.has_value() && static_cast<size_t>(l) < c.layer_is_sliding.size() &&
                          c.layer_is_sliding[static_cast<size_t>(l)];
+    AddLoraSite(layer.attn.q, p + "self_attn.q_proj");
+    AddLoraSite(layer.attn.k, p + "self_attn.k_proj");
+    AddLoraSite(layer.attn.v, p + "self_attn.v_proj");
+    AddLoraSite(layer.attn.o, p + "self_attn.o_proj");
+    AddLoraSite(layer.mlp.gate, p + "mlp.gate_proj");
+    AddLoraSite(layer.mlp.up, p + "mlp.up_proj");
+    AddLoraSite(layer.mlp.down, p + "mlp.down_proj");
     layer.attn.sliding_window = sliding ? static_cast<int32_t>(*c.sliding_window) : 0;
     layer.attn.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dims_.head_dim)));
     layers_.push_back(layer);
@@ -83,8 +90,8 @@ absl::Status LlamaModel::Load(const Checkpoint& checkpoint, const LoadOptions& o
   return absl::OkStatus();
 }
 
-size_t LlamaModel::Workspace(int64_t tokens, int64_t rows, int64_t max_kv) const {
-  size_t ws = backend_.AttentionWorkspaceBytes(max_kv);
+size_t LlamaModel::Workspace(const BatchPlan& plan, int64_t tokens, int64_t rows, int64_t max_kv) const {
+  size_t ws = std::max(backend_.AttentionWorkspaceBytes(max_kv), LoraSiteWorkspace(backend_, plan.lora, tokens));
   ws = std::max(ws, backend_.MatmulWorkspaceBytes(rows, dims_.vocab, dims_.hidden, lm_head_.dtype()));
   // Every layer: with llm_int8_skip_modules some layers may be dense and others quantized.
   for (const LlamaLayer& l : layers_) {
@@ -97,9 +104,9 @@ size_t LlamaModel::Workspace(int64_t tokens, int64_t rows, int64_t max_kv) const
 
 absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) {
   KILN_RETURN_IF_ERROR(CheckCacheShape(cache, config_.num_hidden_layers, dims_));
-  KILN_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(batch, cache, /*max_positions=*/0));
+  KILN_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(batch, cache, /*max_positions=*/0, lora_sites_.size()));
   const int64_t t = plan.num_tokens(), r = static_cast<int64_t>(plan.logit_rows.size());
-  KILN_RETURN_IF_ERROR(act_.Reserve(backend_, dims_, t, r, Workspace(t, r, plan.max_kv_len)));
+  KILN_RETURN_IF_ERROR(act_.Reserve(backend_, dims_, t, r, Workspace(plan, t, r, plan.max_kv_len)));
   const float eps = static_cast<float>(config_.norm_eps);
   KILN_RETURN_IF_ERROR(backend_.Embedding(embed_, plan.token_ids, act_.hidden));
   for (size_t l = 0; l < layers_.size(); ++l) {
@@ -112,7 +119,7 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvCache& cache, Forw
     KILN_RETURN_IF_ERROR(SelfAttention(backend_, layer.attn, &rope_, plan, cache.layer(static_cast<int64_t>(l)),
                                        act_, act_.normed, act_.proj));
     KILN_RETURN_IF_ERROR(backend_.AddRmsNorm(act_.hidden, act_.proj, layer.post_norm, eps, act_.normed));
-    KILN_RETURN_IF_ERROR(GatedMlp(backend_, layer.mlp, act_, act_.normed, act_.proj));
+    KILN_RETURN_IF_ERROR(GatedMlp(backend_, layer.mlp, plan.lora, act_, act_.normed, act_.proj));
   }
   if (layers_.empty()) {
     KILN_RETURN_IF_ERROR(backend_.RmsNorm(act_.hidden, final_norm_, eps, act_.normed));
