@@ -44,6 +44,7 @@
 #include "engine/model/kv_cache.h"
 #include "engine/model/model_config.h"
 #include "engine/quant/bnb_config.h"
+#include "engine/quant/prequant/prequant_config.h"
 #include "kernels/backend.h"
 
 namespace kiln::engine {
@@ -70,6 +71,11 @@ struct LoadOptions {
   // Linear the config's ShouldQuantize accepts is quantized as bitsandbytes does (4-bit NF4/FP4
   // with optional double quant, or LLM.int8); embeddings and lm_head never are. nullopt: dense.
   std::optional<quant::BnbQuantConfig> bitsandbytes = std::nullopt;
+  // A pre-quantized checkpoint's quantization (bitsandbytes-serialized, GPTQ, AWQ). LoadCausalLm
+  // fills it from config.json's quantization_config / quantize_config.json; its modules are
+  // loaded as stored, never re-quantized (and `bitsandbytes` is then ignored, as transformers
+  // lets the checkpoint's own config win).
+  std::optional<quant::PrequantConfig> prequantized = std::nullopt;
 };
 
 struct SequenceInput {

@@ -425,7 +425,19 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir,
     return path.status();
   }
   KILN_ASSIGN_OR_RETURN(json j, ReadJsonFile(*path, "config.json", limits.json));
-  return ParseModelConfigJson(j, "config.json", limits);
+  KILN_ASSIGN_OR_RETURN(ModelConfig cfg, ParseModelConfigJson(j, "config.json", limits));
+  if (cfg.quantization_config_json.empty()) {
+    // Older GPTQ checkpoints describe their quantization only in quantize_config.json.
+    absl::StatusOr<std::string> qpath = ResolveFileInside(*dir, "quantize_config.json", root, "quantize config");
+    if (qpath.ok()) {
+      KILN_ASSIGN_OR_RETURN(json q, ReadJsonFile(*qpath, "quantize_config.json", limits.json));
+      if (!q.is_object()) return absl::InvalidArgumentError("quantize_config.json: must be a JSON object");
+      cfg.quantize_config_file_json = q.dump(-1, ' ', false, json::error_handler_t::replace);
+    } else if (!absl::IsNotFound(qpath.status())) {
+      return qpath.status();
+    }
+  }
+  return cfg;
 }
 
 absl::StatusOr<kernels::DType> ResolveDType(std::string_view requested, const ModelConfig& config,

@@ -101,6 +101,9 @@ struct ModelConfig {
 
   // The raw "quantization_config" object, serialized, for engine/quant (empty when absent).
   std::string quantization_config_json;
+  // AutoGPTQ's quantize_config.json beside config.json, serialized (LoadModelConfig reads it
+  // only when config.json has no quantization_config; empty when absent).
+  std::string quantize_config_file_json;
 };
 
 struct ModelConfigLimits {

@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "engine/io/checkpoint.h"
 #include "engine/model/arch/arch.h"
+#include "engine/common/status_macros.h"
+#include "engine/quant/prequant/prequant_config.h"
 
 namespace kiln::engine {
 namespace {
@@ -35,17 +37,22 @@ absl::StatusOr<std::unique_ptr<CausalLm>> LoadCausalLm(const ModelConfig& config
     return absl::InvalidArgumentError(absl::StrCat("load dtype ", std::string(kernels::DTypeName(options.dtype)),
                                                    " is not one of F32, F16, BF16"));
   }
-  // Pre-quantized checkpoints (bitsandbytes / GPTQ / AWQ tensors) need the quantized linear
-  // path, which this build does not have yet: refuse them by name rather than failing later on
-  // an integer tensor.
-  if (!config.quantization_config_json.empty()) {
-    return absl::UnimplementedError(
-        "config.json quantization_config: pre-quantized checkpoints (bitsandbytes, gptq, awq) are not "
-        "supported by this build yet");
+  // Pre-quantized checkpoints (bitsandbytes-serialized, GPTQ, AWQ): their config says how the
+  // Linear tensors are stored; WeightLoader::LoadLinear reads them as stored.
+  LoadOptions resolved = options;
+  if (!resolved.prequantized.has_value()) {
+    if (!config.quantization_config_json.empty()) {
+      KILN_ASSIGN_OR_RETURN(resolved.prequantized, quant::ParseQuantizationConfig(config.quantization_config_json));
+    } else if (!config.quantize_config_file_json.empty()) {
+      KILN_ASSIGN_OR_RETURN(quant::PrequantConfig parsed,
+                            quant::ParseQuantizeConfigFile(config.quantize_config_file_json));
+      resolved.prequantized = std::move(parsed);
+    }
   }
+  if (resolved.prequantized.has_value()) resolved.bitsandbytes.reset();
   auto factory = FindArchitecture(ArchitectureName(config.architecture));
   if (!factory.ok()) return factory.status();
-  return (*factory)(config, checkpoint, options, backend);
+  return (*factory)(config, checkpoint, resolved, backend);
 }
 
 }  // namespace kiln::engine

@@ -9,6 +9,7 @@
 #include "engine/common/status_macros.h"
 #include "engine/quant/bnb4.h"
 #include "engine/quant/bnb_int8.h"
+#include "engine/quant/prequant/prequant_reader.h"
 
 namespace kiln::engine {
 namespace {
@@ -133,12 +134,14 @@ absl::StatusOr<kernels::TensorView> WeightLoader::LoadTransposed(const std::stri
 absl::StatusOr<LinearWeights> WeightLoader::LoadLinear(const std::string& module_prefix, int64_t out, int64_t in,
                                                        bool bias, LinearLayout layout) {
   LinearWeights lin;
+  if (options_.prequantized.has_value() && options_.prequantized->IsQuantized(module_prefix)) {
+    return LoadPrequantized(module_prefix, out, in, bias, layout);
+  }
   if (IsPrequantized(module_prefix)) {
-    // Pre-quantized checkpoints (bitsandbytes-serialized, GPTQ, AWQ): engine/quant/prequant
-    // reads their tensors into a QuantizedMatrix here. Not in this build yet.
-    return absl::UnimplementedError(absl::StrCat("\"", module_prefix,
-                                                 "\" is stored pre-quantized; loading pre-quantized checkpoints is "
-                                                 "not supported by this build yet"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", module_prefix, "\" is stored quantized but ",
+        options_.prequantized.has_value() ? "the checkpoint's quantization config excludes it"
+                                          : "config.json has no quantization_config (nor a quantize_config.json)"));
   }
   if (options_.bitsandbytes.has_value() && options_.bitsandbytes->ShouldQuantize(module_prefix)) {
     KILN_ASSIGN_OR_RETURN(lin.quant, QuantizeOnLoad(module_prefix, out, in, layout));
@@ -150,6 +153,40 @@ absl::StatusOr<LinearWeights> WeightLoader::LoadLinear(const std::string& module
   if (bias) {
     KILN_ASSIGN_OR_RETURN(lin.b, Load(module_prefix + ".bias", {out}));
   }
+  return lin;
+}
+
+absl::StatusOr<LinearWeights> WeightLoader::LoadPrequantized(const std::string& module_prefix, int64_t out,
+                                                             int64_t in, bool bias, LinearLayout layout) {
+  if (layout == LinearLayout::kConv1D) {
+    return absl::UnimplementedError(absl::StrCat("\"", module_prefix,
+                                                 "\": pre-quantized GPT-2 Conv1D weights are not supported"));
+  }
+  quant::PrequantReadOptions read_options;
+  read_options.compute_dtype = options_.dtype;
+  KILN_ASSIGN_OR_RETURN(quant::PrequantLinear p, quant::ReadPrequantizedLinear(checkpoint_, *options_.prequantized,
+                                                                               module_prefix, out, in, read_options));
+  uint64_t bytes = 0;
+  std::vector<kernels::TensorView> views;
+  for (const quant::HostTensor& t : p.tensors) {
+    KILN_ASSIGN_OR_RETURN(kernels::TensorView view, UploadRaw(t.bytes.data(), t.dtype, t.shape));
+    views.push_back(view);
+    bytes += t.bytes.size();
+  }
+  LinearWeights lin;
+  KILN_ASSIGN_OR_RETURN(lin.quant, p.Rebind(views));
+  KILN_RETURN_IF_ERROR(kernels::ValidateQuantizedMatrix(*lin.quant, module_prefix));
+  for (const std::string& name : p.consumed) used_.insert(name);
+  if (bias != p.bias.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", module_prefix, "\": ",
+                                                   bias ? "the model config expects a bias, the checkpoint has none"
+                                                        : "the checkpoint has a bias the model config does not use"));
+  }
+  if (bias) {
+    KILN_ASSIGN_OR_RETURN(lin.b, Upload(module_prefix + ".bias", std::move(p.bias->bytes), p.bias->dtype, {out}));
+    used_.insert(module_prefix + ".bias");
+  }
+  ReportProgress(module_prefix + ".weight", bytes);
   return lin;
 }
 

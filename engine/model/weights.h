@@ -42,8 +42,10 @@ class WeightLoader {
   enum class LinearLayout : uint8_t { kLinear, kConv1D };
   // The Linear at `module_prefix` (e.g. "model.layers.0.self_attn.q_proj"): its ".weight" as
   // [out, in] and, when `bias`, its ".bias" [out]. Quantized on load when LoadOptions asks for
-  // bitsandbytes and the module is not skipped; UNIMPLEMENTED (naming the module) for a
-  // pre-quantized module until engine/quant/prequant plugs in. Same errors as Load otherwise.
+  // bitsandbytes and the module is not skipped; read as stored when the checkpoint is
+  // pre-quantized (LoadOptions::prequantized) and the module is quantized there. A module
+  // holding quantized tensors the config does not describe is INVALID_ARGUMENT naming it.
+  // Same errors as Load otherwise.
   absl::StatusOr<LinearWeights> LoadLinear(const std::string& module_prefix, int64_t out, int64_t in, bool bias,
                                            LinearLayout layout = LinearLayout::kLinear);
   // INVALID_ARGUMENT naming the first checkpoint tensor that was never loaded and that
@@ -68,6 +70,10 @@ class WeightLoader {
   absl::StatusOr<kernels::QuantizedMatrix> QuantizeOnLoad(const std::string& module_prefix, int64_t out,
                                                           int64_t in, LinearLayout layout);
   bool IsPrequantized(const std::string& module_prefix) const;
+  // A module of a pre-quantized checkpoint (LoadOptions::prequantized), read and validated by
+  // engine/quant/prequant and uploaded as stored.
+  absl::StatusOr<LinearWeights> LoadPrequantized(const std::string& module_prefix, int64_t out, int64_t in,
+                                                 bool bias, LinearLayout layout);
 
   const Checkpoint& checkpoint_;
   kernels::Backend& backend_;
