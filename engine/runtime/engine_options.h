@@ -29,6 +29,11 @@ struct EngineLimits {
   int64_t max_tensors_per_file = 1 << 20;
   int64_t max_vocab_size = 1 << 20;
   int32_t max_adapter_rank = 256;
+  // LoRA adapter cache, per model (runtime/adapter_cache.h): device-resident adapters (bytes
+  // and count) and parsed adapters kept in host memory after eviction from the device.
+  int64_t max_adapter_device_bytes = int64_t{1} << 30;
+  int32_t max_resident_adapters = 64;
+  int64_t max_adapter_host_bytes = int64_t{4} << 30;
   int32_t max_loaded_models = 8;
   // Serving at load (engine/sched, engine/kv), per model.
   int32_t max_running_requests = 16;       // sequences in one step's batch

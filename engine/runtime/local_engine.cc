@@ -9,13 +9,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "engine/adapter/adapter_config.h"
+#include "engine/common/status_macros.h"
 #include "engine/common/thread_pool.h"
 #include "engine/io/model_store.h"
 #include "engine/model/model_config.h"
 #include "engine/runtime/engine_factory.h"
 #include "engine/runtime/engine_metrics.h"
 #include "engine/runtime/model_loader.h"
+#include "engine/runtime/model_adapters.h"
 #include "engine/runtime/model_runtime.h"
+#include "engine/runtime/lora_payloads.h"
 #include "kernels/backend_factory.h"
 
 namespace kiln::engine {
@@ -31,6 +35,9 @@ class LocalEngine final : public Engine {
         backend_(std::move(backend)),
         store_(options_.model_roots,
                options_.hub_cache.empty() ? ModelStore::DefaultHubCache() : options_.hub_cache),
+        adapter_store_(options_.adapter_roots,
+                       options_.hub_cache.empty() ? ModelStore::DefaultHubCache() : options_.hub_cache,
+                       "adapter"),
         metrics_(options_.metrics_registry),
         control_(options_.num_control_threads) {}
 
@@ -105,31 +112,78 @@ class LocalEngine final : public Engine {
     return it->second.info;
   }
 
+  // Loads (or finds) an adapter for a ready model on a control thread; `served_name` becomes
+  // its id (default: the adapter name). The id stays registered until UnloadAdapter.
   void LoadAdapter(const LoadAdapterOptions& options,
                    std::function<void(absl::StatusOr<AdapterInfo>)> done) override {
-    absl::Status model = RequireReady(options.model).status();
-    done(model.ok() ? absl::UnimplementedError("adapters: LoRA adapters are not supported by this build yet")
-                    : model);
+    absl::StatusOr<std::shared_ptr<ModelRuntime>> runtime = RequireReady(options.model);
+    if (!runtime.ok()) return done(runtime.status());
+    if (options.adapter.empty()) return done(absl::InvalidArgumentError("adapter: must not be empty"));
+    const std::string id = options.served_name.empty() ? options.adapter : options.served_name;
+    if (absl::Status valid = ValidateModelName(id, "adapter"); !valid.ok()) return done(valid);
+    if (absl::Status valid = ValidateModelName(options.adapter, "adapter"); !valid.ok()) return done(valid);
+    std::shared_ptr<AdapterDirectory> directory = DirectoryOf(options.model);
+    if (directory == nullptr) return done(NotFound(options.model));
+    AdapterSource source = directory->Find(id);
+    source.store = &adapter_store_;
+    source.name = options.adapter;
+    source.revision = options.revision;
+    source.allow_base_mismatch = options.ignore_base_model_mismatch;
+    directory->Register(id, source);
+    std::shared_ptr<ModelRuntime> held = *runtime;
+    const bool submitted = control_.Submit([this, held, id, options, done] {
+      AdapterCache& cache = *held->adapters();
+      absl::StatusOr<AdapterCache::Handle> handle = cache.AcquireAndWait(id);
+      if (!handle.ok()) return done(handle.status());
+      if (options.pin) (void)cache.Pin(id, true);
+      handle->Reset();
+      std::optional<AdapterEntryInfo> entry = cache.Find(id);
+      if (!entry.has_value()) return done(absl::AbortedError(absl::StrCat("adapter '", id, "' was unloaded meanwhile")));
+      done(AdapterInfoOf(options.model, *entry));
+    });
+    if (!submitted) done(absl::UnavailableError("server is shutting down"));
   }
-  void UnloadAdapter(const std::string& model, const std::string& served_name, bool,
+
+  void UnloadAdapter(const std::string& model, const std::string& served_name, bool force,
                      std::function<void(absl::StatusOr<int64_t>)> done) override {
-    absl::Status status = RequireReady(model).status();
-    done(status.ok() ? absl::NotFoundError(absl::StrCat("adapter '", served_name,
-                                                        "' is not loaded for model '", model, "'"))
-                     : status);
-  }
-  absl::StatusOr<std::vector<AdapterInfo>> ListAdapters(const std::string& model) override {
-    if (!model.empty()) {
-      absl::Status status = RequireReady(model).status();
-      if (!status.ok()) return status;
+    absl::StatusOr<std::shared_ptr<ModelRuntime>> runtime = RequireReady(model);
+    if (!runtime.ok()) return done(runtime.status());
+    AdapterCache& cache = *(*runtime)->adapters();
+    const std::optional<AdapterEntryInfo> entry = cache.Find(served_name);
+    const absl::Status status = cache.Unload(served_name, force);
+    if (!status.ok()) {
+      return done(status.code() == absl::StatusCode::kNotFound
+                      ? absl::NotFoundError(absl::StrCat("adapter '", served_name, "' is not loaded for model '",
+                                                         model, "'"))
+                      : status);
     }
-    return std::vector<AdapterInfo>{};
+    if (std::shared_ptr<AdapterDirectory> directory = DirectoryOf(model)) directory->Forget(served_name);
+    done(entry.has_value() ? static_cast<int64_t>(entry->bytes) : 0);
+  }
+
+  absl::StatusOr<std::vector<AdapterInfo>> ListAdapters(const std::string& model) override {
+    std::vector<std::pair<std::string, std::shared_ptr<ModelRuntime>>> runtimes;
+    if (!model.empty()) {
+      absl::StatusOr<std::shared_ptr<ModelRuntime>> runtime = RequireReady(model);
+      if (!runtime.ok()) return runtime.status();
+      runtimes.emplace_back(model, *runtime);
+    } else {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [name, entry] : models_) {
+        if (entry.runtime) runtimes.emplace_back(name, entry.runtime);
+      }
+    }
+    std::vector<AdapterInfo> out;
+    for (const auto& [name, runtime] : runtimes) {
+      for (const AdapterEntryInfo& entry : runtime->adapters()->List()) out.push_back(AdapterInfoOf(name, entry));
+    }
+    return out;
   }
 
   absl::StatusOr<std::shared_ptr<GenerateStream>> Generate(GenerateRequest request) override {
     if (draining_.load()) return absl::UnavailableError("server is draining");
     if (!request.adapter.empty()) {
-      return absl::UnimplementedError("adapter: LoRA adapters are not supported by this build yet");
+      if (absl::Status valid = ValidateModelName(request.adapter, "adapter"); !valid.ok()) return valid;
     }
     absl::StatusOr<std::shared_ptr<ModelRuntime>> runtime = RequireReady(request.model);
     if (!runtime.ok()) return runtime.status();
@@ -213,7 +267,37 @@ class LocalEngine final : public Engine {
   struct Entry {
     ModelInfo info;
     std::shared_ptr<ModelRuntime> runtime;  // set once ready
+    std::shared_ptr<AdapterDirectory> adapters;  // ids registered for this model
   };
+
+  std::shared_ptr<AdapterDirectory> DirectoryOf(const std::string& model) {
+    absl::MutexLock lock(&mu_);
+    auto it = models_.find(model);
+    return it == models_.end() ? nullptr : it->second.adapters;
+  }
+
+  AdapterInfo AdapterInfoOf(const std::string& model, const AdapterEntryInfo& entry) {
+    AdapterInfo info;
+    info.served_name = entry.id;
+    info.model = model;
+    std::shared_ptr<AdapterDirectory> directory = DirectoryOf(model);
+    info.adapter = directory != nullptr ? directory->Find(entry.id).name : entry.id;
+    switch (entry.tier) {
+      case AdapterTier::kLoading: info.state = AdapterState::kLoading; break;
+      case AdapterTier::kDevice: info.state = AdapterState::kDevice; break;
+      case AdapterTier::kHost: info.state = AdapterState::kHost; break;
+    }
+    if (const auto* host = dynamic_cast<const HostLora*>(entry.host.get())) {
+      const LoraAdapter& a = host->adapter();
+      info.rank = static_cast<int32_t>(a.config.r);
+      info.alpha = static_cast<float>(a.config.lora_alpha);
+      for (const LoraModule& m : a.modules) info.target_modules.push_back(m.name);
+    }
+    info.bytes = static_cast<int64_t>(entry.bytes);
+    info.pinned = entry.pinned;
+    info.active_requests = entry.handles;
+    return info;
+  }
 
   static absl::Status NotFound(const std::string& name) {
     return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
@@ -246,7 +330,7 @@ class LocalEngine final : public Engine {
       info.served_name = name;
       info.model = options.model;
       info.state = ModelState::kLoading;
-      models_[name] = Entry{.info = info, .runtime = nullptr};
+      models_[name] = Entry{.info = info, .runtime = nullptr, .adapters = nullptr};
     }
     Notify(name, ModelState::kLoading);
     return absl::OkStatus();
@@ -257,14 +341,84 @@ class LocalEngine final : public Engine {
     models_.erase(name);
   }
 
+  // LoadResidentModel plus adapters (issue #6): a `model` naming a PEFT adapter directory
+  // loads its base_model_name_or_path with that adapter as the default (from_pretrained's
+  // adapter auto-detection); LoadModelOptions.adapter names a default adapter from the adapter
+  // roots. The model gets an adapter cache; the default adapter is loaded and pinned before
+  // the model is ready, so a bad one fails the LoadModel with its error.
+  absl::StatusOr<LoadedModel> LoadWithAdapters(const LoadModelOptions& requested,
+                                               const std::shared_ptr<AdapterDirectory>& directory,
+                                               const std::function<void(const LoadProgressEvent&)>& progress) {
+    LoadModelOptions options = requested;
+    std::string default_adapter;
+    if (!options.model.empty()) {
+      absl::StatusOr<ResolvedModel> resolved = store_.Resolve(options.model, options.revision);
+      if (resolved.ok() && resolved->has_adapter_config) {
+        AdapterConfigLimits limits;
+        limits.max_rank = options_.limits.max_adapter_rank;
+        KILN_ASSIGN_OR_RETURN(LoraConfig config, LoadLoraConfig(resolved->dir, limits, resolved->containment_root));
+        if (!config.base_model_name_or_path.has_value() || config.base_model_name_or_path->empty()) {
+          return absl::InvalidArgumentError(absl::StrCat("model: \"", options.model,
+                                                         "\" is a PEFT adapter without base_model_name_or_path"));
+        }
+        if (!ValidateModelName(*config.base_model_name_or_path).ok()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "adapter_config.json base_model_name_or_path of \"", options.model,
+              "\" is not a model name kiln can resolve (a path?); load the base by name with adapter=\"",
+              options.model, "\" instead"));
+        }
+        if (!options.adapter.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat("adapter: \"", options.model,
+                                                         "\" is itself an adapter; name its base as the model instead"));
+        }
+        AdapterSource source;
+        source.store = &store_;
+        source.name = options.model;
+        source.revision = options.revision;
+        directory->Register(options.model, source);
+        default_adapter = options.model;
+        options.model = *config.base_model_name_or_path;
+        options.revision.clear();
+      } else if (!options.adapter.empty()) {
+        default_adapter = options.adapter;
+      }
+    }
+    options.adapter.clear();  // handled here, not by the loader
+    KILN_ASSIGN_OR_RETURN(LoadedModel loaded, LoadResidentModel(options, store_, options_.limits, *backend_, progress));
+    ModelAdapterContext context;
+    context.config = loaded.parts.model->config();
+    context.base_name = options.model;
+    context.sites.assign(loaded.parts.model->lora_sites().begin(), loaded.parts.model->lora_sites().end());
+    context.backend = backend_.get();
+    context.directory = directory;
+    context.limits = options_.limits;
+    AdapterCacheOptions cache;
+    cache.max_device_bytes = static_cast<size_t>(options_.limits.max_adapter_device_bytes);
+    cache.max_device_adapters = options_.limits.max_resident_adapters;
+    cache.max_host_bytes = static_cast<size_t>(options_.limits.max_adapter_host_bytes);
+    loaded.parts.adapters = MakeAdapterCache(std::move(context), cache);
+    if (!default_adapter.empty()) {
+      if (progress) {
+        progress(LoadProgressEvent{.stage = LoadProgressEvent::Stage::kLoadingWeights,
+                                   .message = absl::StrCat("loading adapter ", default_adapter)});
+      }
+      absl::StatusOr<AdapterCache::Handle> handle = loaded.parts.adapters->AcquireAndWait(default_adapter);
+      if (!handle.ok()) return handle.status();
+      KILN_RETURN_IF_ERROR(loaded.parts.adapters->Pin(default_adapter, true));
+      loaded.parts.default_adapter = default_adapter;
+      loaded.info.default_adapter = default_adapter;
+    }
+    return loaded;
+  }
+
   void RunLoad(const LoadModelOptions& options, const std::string& name,
                const std::shared_ptr<LoadStream>& stream) {
     const absl::Time start = absl::Now();
     auto progress = [&](const LoadProgressEvent& e) {
       if (stream->buffered() < kLoadStreamCapacity / 2) stream->Push(e);
     };
-    absl::StatusOr<LoadedModel> loaded =
-        LoadResidentModel(options, store_, options_.limits, *backend_, progress);
+    auto directory = std::make_shared<AdapterDirectory>(&adapter_store_);
+    absl::StatusOr<LoadedModel> loaded = LoadWithAdapters(options, directory, progress);
     metrics_.ModelLoaded(loaded.ok(), absl::ToDoubleSeconds(absl::Now() - start));
     if (!loaded.ok()) {
       {
@@ -292,7 +446,7 @@ class LocalEngine final : public Engine {
         stream->Finish(absl::UnavailableError("server shut down while the model was loading"));
         return;
       }
-      it->second = Entry{.info = loaded->info, .runtime = runtime};
+      it->second = Entry{.info = loaded->info, .runtime = runtime, .adapters = directory};
       PublishModelCountLocked();
     }
     metrics_.SetModelWeightBytes(name, loaded->info.weight_bytes);
@@ -334,6 +488,7 @@ class LocalEngine final : public Engine {
   const EngineOptions options_;
   std::unique_ptr<kernels::Backend> backend_;
   const ModelStore store_;
+  const ModelStore adapter_store_;
   std::atomic<bool> draining_{false};
   EngineMetrics metrics_;
 
