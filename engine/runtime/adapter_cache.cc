@@ -148,6 +148,7 @@ void AdapterCache::Load(const std::string& id, uint64_t generation) {
       TrimHostTier();
     }
   }
+  if (options_.on_load) options_.on_load(status.ok(), absl::Now() - start);
   for (size_t i = 0; i < waiters.size(); ++i) waiters[i](std::move(results[i]));
 }
 

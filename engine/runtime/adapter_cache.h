@@ -53,6 +53,8 @@ struct AdapterCacheOptions {
   size_t max_device_bytes = 1ull << 30;
   int32_t max_device_adapters = 64;
   size_t max_host_bytes = 4ull << 30;
+  // Called on the control thread after every load attempt (may be empty): for metrics.
+  std::function<void(bool ok, absl::Duration took)> on_load;
 };
 
 // Counters since construction plus the current residency, for metrics and GetServerInfo.

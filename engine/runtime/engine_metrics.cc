@@ -58,6 +58,11 @@ struct EngineMetrics::Families {
   Family<Gauge>& models_loaded;
   Family<Gauge>& weight_bytes;
   Family<Gauge>& device_memory;
+  Family<Gauge>& adapters_resident;
+  Family<Counter>& adapter_loads;
+  Family<Histogram>& adapter_load_duration;
+  Family<Counter>& adapter_evictions;
+  Family<Gauge>& adapter_requests;
 };
 
 EngineMetrics::EngineMetrics(std::shared_ptr<prometheus::Registry> registry)
@@ -94,6 +99,11 @@ EngineMetrics::EngineMetrics(std::shared_ptr<prometheus::Registry> registry)
       gauge("kiln_models_loaded", "Resident models"),
       gauge("kiln_model_weight_bytes", "Weight bytes of a resident model per device"),
       gauge("kiln_device_memory_bytes", "Device memory by kind"),
+      gauge("kiln_adapters_resident", "LoRA adapters held by a model's adapter cache, by tier (device, host)"),
+      counter("kiln_adapter_loads_total", "Adapter loads (disk or host tier to device) by outcome"),
+      histogram("kiln_adapter_load_duration_seconds", "Adapter load duration (read + validate + upload)"),
+      counter("kiln_adapter_evictions_total", "Adapters evicted from the device tier to make room"),
+      gauge("kiln_adapter_requests", "Requests per adapter by state (running, waiting)"),
   });
 }
 
@@ -124,6 +134,14 @@ void EngineMetrics::ModelLoaded(bool ok, double seconds) {
       .Observe(seconds);
 }
 
+void EngineMetrics::AdapterLoaded(const std::string& model, bool ok, double seconds) {
+  if (!f_) return;
+  f_->adapter_loads.Add({{"model", model}, {"status", ok ? "ok" : "error"}}).Increment();
+  if (ok) {
+    f_->adapter_load_duration.Add({{"model", model}}, LatencyBuckets()).Observe(seconds);
+  }
+}
+
 void EngineMetrics::SetModelsLoaded(int n) {
   if (f_) f_->models_loaded.Add({}).Set(n);
 }
@@ -152,6 +170,10 @@ void EngineMetrics::SetDeviceMemory(const DeviceReport& d) {
 
 ModelMetrics::~ModelMetrics() {
   if (!f_) return;
+  for (const auto& [key, gauge] : adapter_requests_) f_->adapter_requests.Remove(gauge);
+  for (prometheus::Gauge* g : {adapters_device_, adapters_host_}) {
+    if (g != nullptr) f_->adapters_resident.Remove(g);
+  }
   f_->running.Remove(running_);
   f_->waiting.Remove(waiting_);
   f_->blocks_total.Remove(blocks_total_);
@@ -163,6 +185,40 @@ void ModelMetrics::SetQueue(int running, int waiting) {
   if (!f_) return;
   running_->Set(running);
   waiting_->Set(waiting);
+}
+
+void ModelMetrics::SetAdapters(int device, int host, int64_t evictions_total,
+                               const std::map<std::string, std::pair<int, int>>& requests) {
+  if (!f_) return;
+  if (adapters_device_ == nullptr) {
+    adapters_device_ = &f_->adapters_resident.Add({{"model", model_}, {"tier", "device"}});
+    adapters_host_ = &f_->adapters_resident.Add({{"model", model_}, {"tier", "host"}});
+    evictions_ = &f_->adapter_evictions.Add({{"model", model_}});
+  }
+  adapters_device_->Set(device);
+  adapters_host_->Set(host);
+  if (evictions_total > evictions_seen_) {
+    evictions_->Increment(static_cast<double>(evictions_total - evictions_seen_));
+    evictions_seen_ = evictions_total;
+  }
+  // Series of adapters with no request left are removed, so the label set stays bounded by
+  // what is in flight.
+  std::map<std::pair<std::string, std::string>, prometheus::Gauge*> next;
+  for (const auto& [adapter, counts] : requests) {
+    for (const auto& [state, n] : {std::pair<const char*, int>{"running", counts.first}, {"waiting", counts.second}}) {
+      auto key = std::make_pair(adapter, std::string(state));
+      auto it = adapter_requests_.find(key);
+      prometheus::Gauge* g = it != adapter_requests_.end()
+                                 ? it->second
+                                 : &f_->adapter_requests.Add({{"model", model_}, {"adapter", adapter}, {"state", state}});
+      g->Set(n);
+      next[key] = g;
+    }
+  }
+  for (const auto& [key, gauge] : adapter_requests_) {
+    if (next.count(key) == 0) f_->adapter_requests.Remove(gauge);
+  }
+  adapter_requests_ = std::move(next);
 }
 
 void ModelMetrics::SetKvBlocks(int64_t total, int64_t free) {

@@ -9,6 +9,7 @@
 // called from any thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,8 @@ class EngineMetrics {
   void SetModelWeightBytes(const std::string& model, int64_t bytes);  // device "cpu"
   void RemoveModel(const std::string& model);
   void SetDeviceMemory(const DeviceReport& device);
+  // One adapter load of `model` finished (any thread).
+  void AdapterLoaded(const std::string& model, bool ok, double seconds);
 
   struct Families;
 
@@ -63,6 +66,10 @@ class ModelMetrics {
   void GeneratedTokens(const std::string& adapter, int64_t n);
   void Finished(const std::string& adapter, FinishKind kind, double e2e_seconds,
                 bool record_latency);
+  // The adapter cache's residency, its eviction count so far, and per adapter (running,
+  // waiting) requests; adapters absent from `requests` lose their series.
+  void SetAdapters(int device, int host, int64_t evictions_total,
+                   const std::map<std::string, std::pair<int, int>>& requests);
 
  private:
   friend class EngineMetrics;
@@ -78,6 +85,11 @@ class ModelMetrics {
   prometheus::Counter* hits_ = nullptr;
   prometheus::Counter* preemptions_ = nullptr;
   prometheus::Histogram* queue_time_ = nullptr;
+  prometheus::Gauge* adapters_device_ = nullptr;
+  prometheus::Gauge* adapters_host_ = nullptr;
+  prometheus::Counter* evictions_ = nullptr;
+  int64_t evictions_seen_ = 0;
+  std::map<std::pair<std::string, std::string>, prometheus::Gauge*> adapter_requests_;
 };
 
 }  // namespace kiln::engine

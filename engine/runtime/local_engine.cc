@@ -229,6 +229,9 @@ class LocalEngine final : public Engine {
     for (const auto& [name, entry] : models_) {
       cpu.weight_bytes += entry.info.weight_bytes;
       cpu.kv_cache_bytes += entry.info.kv_cache_bytes;
+      if (entry.runtime && entry.runtime->adapters() != nullptr) {
+        cpu.adapter_bytes += static_cast<int64_t>(entry.runtime->adapters()->stats().device_bytes);
+      }
     }
     metrics_.SetDeviceMemory(cpu);
     info.devices.push_back(cpu);
@@ -346,7 +349,7 @@ class LocalEngine final : public Engine {
   // adapter auto-detection); LoadModelOptions.adapter names a default adapter from the adapter
   // roots. The model gets an adapter cache; the default adapter is loaded and pinned before
   // the model is ready, so a bad one fails the LoadModel with its error.
-  absl::StatusOr<LoadedModel> LoadWithAdapters(const LoadModelOptions& requested,
+  absl::StatusOr<LoadedModel> LoadWithAdapters(const LoadModelOptions& requested, const std::string& served_name,
                                                const std::shared_ptr<AdapterDirectory>& directory,
                                                const std::function<void(const LoadProgressEvent&)>& progress) {
     LoadModelOptions options = requested;
@@ -396,6 +399,9 @@ class LocalEngine final : public Engine {
     cache.max_device_bytes = static_cast<size_t>(options_.limits.max_adapter_device_bytes);
     cache.max_device_adapters = options_.limits.max_resident_adapters;
     cache.max_host_bytes = static_cast<size_t>(options_.limits.max_adapter_host_bytes);
+    cache.on_load = [this, served_name](bool ok, absl::Duration took) {
+      metrics_.AdapterLoaded(served_name, ok, absl::ToDoubleSeconds(took));
+    };
     loaded.parts.adapters = MakeAdapterCache(std::move(context), cache);
     if (!default_adapter.empty()) {
       if (progress) {
@@ -418,7 +424,7 @@ class LocalEngine final : public Engine {
       if (stream->buffered() < kLoadStreamCapacity / 2) stream->Push(e);
     };
     auto directory = std::make_shared<AdapterDirectory>(&adapter_store_);
-    absl::StatusOr<LoadedModel> loaded = LoadWithAdapters(options, directory, progress);
+    absl::StatusOr<LoadedModel> loaded = LoadWithAdapters(options, name, directory, progress);
     metrics_.ModelLoaded(loaded.ok(), absl::ToDoubleSeconds(absl::Now() - start));
     if (!loaded.ok()) {
       {

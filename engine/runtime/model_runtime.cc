@@ -309,6 +309,21 @@ void ModelRuntime::FailAll(const absl::Status& status) {
 void ModelRuntime::PublishStats() {
   const kv::BlockManagerStats kv = blocks_.stats();
   metrics_->SetKvBlocks(kv.num_blocks, kv.num_free);
+  if (parts_.adapters != nullptr) {
+    const AdapterCacheStats a = parts_.adapters->stats();
+    std::map<std::string, std::pair<int, int>> requests;  // adapter -> (running, waiting)
+    for (const auto& r : running_) {
+      if (!r->adapter.empty()) ++requests[r->adapter].first;
+    }
+    for (const auto& r : waiting_) {
+      if (!r->adapter.empty()) ++requests[r->adapter].second;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [raw, r] : parked_) ++requests[r->adapter].second;
+    }
+    metrics_->SetAdapters(a.device_adapters, a.host_adapters, a.evictions, requests);
+  }
   absl::MutexLock lock(&mu_);
   metrics_->SetQueue(static_cast<int>(running_.size()), num_waiting_);
   stats_.running = static_cast<int32_t>(running_.size());

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
 #include "engine/io/json_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -44,8 +46,10 @@ GreedyRun ReferenceRun(const std::string& adapter) {
   return best;
 }
 
-std::unique_ptr<Engine> MakeAdapterEngine(std::vector<std::string> extra_model_roots = {}) {
+std::unique_ptr<Engine> MakeAdapterEngine(std::vector<std::string> extra_model_roots = {},
+                                          std::shared_ptr<prometheus::Registry> registry = nullptr) {
   EngineOptions options;
+  options.metrics_registry = std::move(registry);
   options.model_roots = {kFixtures + "/models"};
   for (std::string& root : extra_model_roots) options.model_roots.push_back(std::move(root));
   options.adapter_roots = {kFixtures + "/lora/adapters", kFixtures + "/lora/refused"};
@@ -201,6 +205,26 @@ TEST_F(AdapterRuntimeTest, LoadAdapterUnderAServedNamePinsAndUnloads) {
   absl::StatusOr<AdapterInfo> mismatch = LoadAdapterAndWait(*engine_, options);
   EXPECT_FALSE(mismatch.ok());
   EXPECT_THAT(std::string(mismatch.status().message()), HasSubstr("base_model_name_or_path"));
+}
+
+TEST(AdapterMetricsTest, LoadsResidencyAndPerAdapterRequestsAreExported) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<Engine> engine = MakeAdapterEngine({}, registry);
+  ASSERT_NE(engine, nullptr);
+  LoadModelOptions options;
+  options.model = "llama_tiny";
+  ASSERT_TRUE(LoadAndWait(*engine, options, nullptr).ok());
+  const GreedyRun ref = ReferenceRun("llama_qv_r4");
+  ASSERT_TRUE(GenerateAll(*engine, Greedy("llama_tiny", "llama_qv_r4", ref.input_ids, 4)).status.ok());
+  EXPECT_FALSE(GenerateAll(*engine, Greedy("llama_tiny", "use_dora", ref.input_ids, 4)).status.ok());
+  // Stats are published by the step loop: one more request makes sure a step ran after the loads.
+  ASSERT_TRUE(GenerateAll(*engine, Greedy("llama_tiny", "", ref.input_ids, 1)).status.ok());
+  const std::string text = prometheus::TextSerializer().Serialize(registry->Collect());
+  EXPECT_THAT(text, HasSubstr(R"(kiln_adapter_loads_total{model="llama_tiny",status="ok"} 1)"));
+  EXPECT_THAT(text, HasSubstr(R"(kiln_adapter_loads_total{model="llama_tiny",status="error"} 1)"));
+  EXPECT_THAT(text, HasSubstr(R"(kiln_adapters_resident{model="llama_tiny",tier="device"} 1)"));
+  EXPECT_THAT(text, HasSubstr(R"(kiln_adapter_load_duration_seconds_count{model="llama_tiny"} 1)"));
+  EXPECT_THAT(text, HasSubstr(R"(kiln_generation_tokens_total{adapter="llama_qv_r4",model="llama_tiny"} 4)"));
 }
 
 TEST(AdapterModelTest, LoadModelWithADefaultAdapterAndAutoDetection) {
