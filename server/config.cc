@@ -146,6 +146,10 @@ const std::vector<Field>& Fields() {
       KILN_LIMIT(max_vocab_size),
       KILN_LIMIT(max_adapter_rank),
       KILN_LIMIT(max_loaded_models),
+      KILN_LIMIT(max_adapter_device_bytes),
+      KILN_LIMIT(max_resident_adapters),
+      KILN_LIMIT(max_adapter_host_bytes),
+      KILN_LIMIT(cpu_memory_bytes),
       KILN_LIMIT(max_running_requests),
       KILN_LIMIT(max_batched_tokens),
       KILN_LIMIT(kv_block_size_tokens),
@@ -414,6 +418,8 @@ absl::Status ValidateConfig(const ServerConfig& c) {
       {"max_vocab_size", l.max_vocab_size},
       {"max_adapter_rank", l.max_adapter_rank},
       {"max_loaded_models", l.max_loaded_models},
+      {"max_adapter_device_bytes", l.max_adapter_device_bytes},
+      {"max_resident_adapters", l.max_resident_adapters},
       {"max_running_requests", l.max_running_requests},
       {"max_batched_tokens", l.max_batched_tokens},
       {"kv_block_size_tokens", l.kv_block_size_tokens},
@@ -429,6 +435,11 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   for (const auto& [name, v] : positive) {
     s = Positive(name, v);
     if (!s.ok()) return s;
+  }
+  // 0 is meaningful for these: no host tier / the machine's physical memory.
+  for (const auto& [name, v] : {std::pair<const char*, int64_t>{"max_adapter_host_bytes", l.max_adapter_host_bytes},
+                                {"cpu_memory_bytes", l.cpu_memory_bytes}}) {
+    if (v < 0) return absl::InvalidArgumentError(absl::StrCat(name, ": must be >= 0, got ", v));
   }
   constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   const std::pair<const char*, int64_t> fits_int[] = {

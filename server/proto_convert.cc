@@ -348,6 +348,10 @@ void FillServerInfo(const engine::EngineInfo& engine_info, const engine::EngineL
   limits->set_max_vocab_size(l.max_vocab_size);
   limits->set_max_adapter_rank(l.max_adapter_rank);
   limits->set_max_loaded_models(l.max_loaded_models);
+  limits->set_max_adapter_device_bytes(l.max_adapter_device_bytes);
+  limits->set_max_resident_adapters(l.max_resident_adapters);
+  limits->set_max_adapter_host_bytes(l.max_adapter_host_bytes);
+  limits->set_cpu_memory_bytes(l.cpu_memory_bytes);
 }
 
 }  // namespace kiln::server

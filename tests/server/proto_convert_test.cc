@@ -178,6 +178,10 @@ TEST(ProtoConvertTest, ServerInfoLimits) {
   EXPECT_EQ(out.limits().max_request_bytes(), 1234);
   EXPECT_EQ(out.limits().max_concurrent_streams(), 77);
   EXPECT_EQ(out.limits().max_loaded_models(), limits.max_loaded_models);
+  EXPECT_EQ(out.limits().max_adapter_device_bytes(), limits.max_adapter_device_bytes);
+  EXPECT_EQ(out.limits().max_resident_adapters(), limits.max_resident_adapters);
+  EXPECT_EQ(out.limits().max_adapter_host_bytes(), limits.max_adapter_host_bytes);
+  EXPECT_EQ(out.limits().cpu_memory_bytes(), limits.cpu_memory_bytes);
 }
 
 }  // namespace
