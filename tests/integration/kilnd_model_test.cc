@@ -236,5 +236,81 @@ TEST_F(KilndModelTest, KilnctlLoadGenerateTokenizeUnload) {
   EXPECT_EQ(r.exit_code, 5) << r.err;
 }
 
+// LoRA through the real daemon: adapters resolve under --adapter_roots, kilnctl loads one under
+// a served name, a plain gRPC client generates with it (peft's greedy tokens,
+// tests/golden/fixtures/lora/lora.json), lists it, and a request naming an unknown adapter ends
+// with NOT_FOUND while the model keeps serving.
+TEST(KilndAdapterTest, KilnctlLoadsAnAdapterAndAPlainClientGeneratesWithIt) {
+  absl::StatusOr<std::unique_ptr<KilndProcess>> p = KilndProcess::Start(
+      {KilndPath(),
+       {"--model_roots=" + kFixtures + "models", "--adapter_roots=" + kFixtures + "lora/adapters",
+        "--preload=llama_tiny"}});
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::unique_ptr<KilndProcess> kilnd = *std::move(p);
+  {  // readiness ("" health) turns SERVING once the preload is done
+    grpc::health::v1::Health::Stub health(Connect(kilnd->grpc_address()));
+    grpc::health::v1::HealthCheckRequest request;
+    auto wctx = MakeContext("", std::chrono::seconds(60));
+    auto watch = health.Watch(wctx.get(), request);
+    grpc::health::v1::HealthCheckResponse response;
+    while (watch->Read(&response) && response.status() != HealthCheckResponse::SERVING) {
+    }
+    ASSERT_EQ(response.status(), HealthCheckResponse::SERVING) << kilnd->Log();
+    wctx->TryCancel();
+    watch->Finish();
+  }
+  const nlohmann::json lora = ReadJson(kFixtures + "lora/lora.json");
+  ASSERT_FALSE(lora.is_discarded());
+  const nlohmann::json& run = lora["adapters"]["llama_qv_r4"]["greedy"][0];  // margin 0.14
+
+  auto kilnctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {KilnctlPath(), "--addr=" + kilnd->grpc_address()});
+    absl::StatusOr<ProcessResult> r = RunProcess(args, {"KILN_TOKEN="}, std::chrono::seconds(60));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ProcessResult{};
+  };
+  ProcessResult r = kilnctl({"adapters", "load", "llama_tiny", "llama_qv_r4", "--served_name=qv"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\n" << kilnd->Log();
+
+  auto stub = kiln::v1::Kiln::NewStub(Connect(kilnd->grpc_address()));
+  auto generate = [&](const std::string& adapter, std::vector<int>* ids) {
+    kiln::v1::GenerateRequest request;
+    request.set_model("llama_tiny");
+    request.set_adapter(adapter);
+    for (const auto& id : run["input_ids"]) request.mutable_token_ids()->add_ids(id.get<int>());
+    request.mutable_sampling()->set_temperature(0);
+    request.mutable_stopping()->set_max_new_tokens(16);
+    request.mutable_stopping()->set_min_new_tokens(16);
+    request.mutable_stopping()->set_ignore_eos(true);
+    auto ctx = MakeContext("", std::chrono::seconds(60));
+    auto reader = stub->Generate(ctx.get(), request);
+    kiln::v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+      for (int id : response.token_ids()) ids->push_back(id);
+    }
+    return reader->Finish();
+  };
+  std::vector<int> ids;
+  grpc::Status status = generate("qv", &ids);
+  ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << kilnd->Log();
+  EXPECT_EQ(ids, run["new_ids"].get<std::vector<int>>());
+
+  r = kilnctl({"adapters", "list", "--model=llama_tiny"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("qv"));
+  EXPECT_THAT(r.out, HasSubstr("llama_qv_r4"));
+
+  ids.clear();
+  status = generate("not-an-adapter", &ids);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("not-an-adapter"));
+  ids.clear();
+  EXPECT_TRUE(generate("", &ids).ok());  // the base model keeps serving
+  EXPECT_EQ(ids.size(), 16u);
+
+  r = kilnctl({"adapters", "unload", "llama_tiny", "qv"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace kiln::testing
