@@ -206,8 +206,8 @@ TEST_F(PlacementLoaderTest, FourBitFitsACpuBudgetThatFp32DoesNot) {
   auto between = Ledger((nf4_held + fp32 + kKvBytes) / 2);
   EXPECT_EQ(Load(Opts("llama_tiny"), between.get()).status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(between->AllReleased());
-  quantized = Load(Nf4(Opts("llama_tiny")), between.get());
-  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  absl::StatusOr<LoadedModel> fits = Load(Nf4(Opts("llama_tiny")), between.get());
+  ASSERT_TRUE(fits.ok()) << fits.status();
   EXPECT_EQ(between->OwnerBytes("llama_tiny"), nf4_held);
 }
 
