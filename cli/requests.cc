@@ -145,6 +145,8 @@ absl::StatusOr<kiln::v1::LoadModelRequest> BuildLoadModelRequest(const ParsedArg
   r.set_pin(pin);
   KILN_CLI_ASSIGN(no_prefix, args.GetBool("disable_prefix_caching", false));
   r.set_disable_prefix_caching(no_prefix);
+  KILN_CLI_ASSIGN(merge, args.GetBool("merge_adapter", false));
+  r.set_merge_adapter(merge);
   KILN_CLI_ASSIGN(keep_alive, args.GetInt64("keep_alive_ms"));
   if (keep_alive) r.set_keep_alive_ms(*keep_alive);
   KILN_CLI_ASSIGN(max_seq_len, args.GetInt64("max_seq_len"));

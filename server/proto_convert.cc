@@ -219,6 +219,7 @@ absl::StatusOr<engine::LoadModelOptions> ToEngineLoadOptions(const v1::LoadModel
   out.max_seq_len = r.max_seq_len();
   out.kv_cache_bytes = r.kv_cache_bytes();
   out.disable_prefix_caching = r.disable_prefix_caching();
+  out.merge_adapter = r.merge_adapter();
   return out;
 }
 

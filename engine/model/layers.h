@@ -98,7 +98,7 @@ class DecoderModelBase : public CausalLm {
   void AddLoraSite(LinearWeights& lin, const std::string& module, int64_t row_offset = 0,
                    int64_t module_out = 0) {
     lin.lora_site = static_cast<int32_t>(lora_sites_.size());
-    lora_sites_.push_back({module, lin.out(), lin.in(), row_offset, module_out > 0 ? module_out : lin.out()});
+    lora_sites_.push_back({module, lin.out(), lin.in(), row_offset, module_out > 0 ? module_out : lin.out(), lin.w});
   }
 
   ModelConfig config_;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
 
 namespace kiln::engine {
 namespace {
@@ -67,6 +68,46 @@ absl::StatusOr<LoraWeights> UploadLora(kernels::Backend& backend, std::span<cons
     weights.buffers_.push_back(*std::move(b));
   }
   return weights;
+}
+
+absl::Status MergeLora(kernels::Backend& backend, std::span<const LoraSite> sites, const LoraWeights& lora) {
+  if (lora.num_sites() != sites.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("merge: the adapter has ", lora.num_sites(),
+                                                   " LoRA sites; the model has ", sites.size()));
+  }
+  for (size_t i = 0; i < sites.size(); ++i) {
+    if (lora.site(i) != nullptr && sites[i].dense.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("merge: ", sites[i].module,
+                                                     " is quantized; merging an adapter needs dense weights"));
+    }
+  }
+  for (size_t i = 0; i < sites.size(); ++i) {
+    const kernels::LoraPair* pair = lora.site(i);
+    if (pair == nullptr) continue;
+    const LoraSite& site = sites[i];
+    const int64_t r = pair->a.dim(0);
+    std::vector<float> w(static_cast<size_t>(site.out * site.in)), a(static_cast<size_t>(r * site.in)),
+        b(static_cast<size_t>(site.out * r));
+    // W goes through an fp32 scratch buffer: Convert handles the weight dtype on any backend.
+    absl::StatusOr<kernels::DeviceBuffer> scratch = backend.Allocate(w.size() * sizeof(float));
+    if (!scratch.ok()) return scratch.status();
+    kernels::TensorView w32(scratch->data(), kernels::DType::kF32, {site.out, site.in}, scratch->device());
+    KILN_RETURN_IF_ERROR(backend.Convert(site.dense, w32));
+    KILN_RETURN_IF_ERROR(backend.CopyToHost(w32, w.data()));
+    KILN_RETURN_IF_ERROR(backend.CopyToHost(pair->a, a.data()));
+    KILN_RETURN_IF_ERROR(backend.CopyToHost(pair->b, b.data()));
+    for (int64_t o = 0; o < site.out; ++o) {
+      for (int64_t k = 0; k < r; ++k) {
+        const float s = pair->scale * b[static_cast<size_t>(o * r + k)];
+        const float* arow = &a[static_cast<size_t>(k * site.in)];
+        float* wrow = &w[static_cast<size_t>(o * site.in)];
+        for (int64_t j = 0; j < site.in; ++j) wrow[j] += s * arow[j];
+      }
+    }
+    KILN_RETURN_IF_ERROR(backend.CopyFromHost(w.data(), w32));
+    KILN_RETURN_IF_ERROR(backend.Convert(w32, site.dense));
+  }
+  return absl::OkStatus();
 }
 
 size_t LoraSiteWorkspace(const kernels::Backend& backend, const LoraBatch& batch, int64_t tokens) {

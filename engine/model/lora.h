@@ -35,6 +35,7 @@ struct LoraSite {
   int64_t in = 0;          // input features
   int64_t row_offset = 0;  // first row of the module's output this site computes (fused modules)
   int64_t module_out = 0;  // the whole module's output features (== out unless fused)
+  kernels::TensorView dense;  // [out, in] the site's dense weight rows; empty when quantized
 };
 
 // Host-side weights of one adapter module (a view; engine/adapter's loader owns the data),
@@ -73,6 +74,12 @@ class LoraWeights {
 // in / module_out and its rank; RESOURCE_EXHAUSTED when the backend is out of memory.
 absl::StatusOr<LoraWeights> UploadLora(kernels::Backend& backend, std::span<const LoraSite> sites,
                                        std::span<const HostLoraModule> modules);
+
+// Folds `lora` into the dense weights of `sites` (W += s · B A per targeted site), as PEFT's
+// merge_and_unload; the weights are rounded back to their dtype. INVALID_ARGUMENT naming the
+// module (and changing nothing) when a targeted site is quantized. Not thread-safe with a
+// running forward: call it before the model serves.
+absl::Status MergeLora(kernels::Backend& backend, std::span<const LoraSite> sites, const LoraWeights& lora);
 
 // The adapters of one forward pass, in the layout LoraApply wants: the distinct adapters,
 // and the token rows grouped into segments of one adapter each.

@@ -48,6 +48,7 @@ struct LoadModelOptions {
   int64_t max_seq_len = 0;
   int64_t kv_cache_bytes = 0;
   bool disable_prefix_caching = false;
+  bool merge_adapter = false;  // fold `adapter` into the dense weights at load
 };
 
 struct LoadProgressEvent {

@@ -386,6 +386,9 @@ class LocalEngine final : public Engine {
         default_adapter = options.adapter;
       }
     }
+    if (options.merge_adapter && default_adapter.empty()) {
+      return absl::InvalidArgumentError("merge_adapter: needs an adapter (adapter, or a model that is an adapter)");
+    }
     options.adapter.clear();  // handled here, not by the loader
     KILN_ASSIGN_OR_RETURN(LoadedModel loaded, LoadResidentModel(options, store_, options_.limits, *backend_, progress));
     ModelAdapterContext context;
@@ -410,6 +413,16 @@ class LocalEngine final : public Engine {
       }
       absl::StatusOr<AdapterCache::Handle> handle = loaded.parts.adapters->AcquireAndWait(default_adapter);
       if (!handle.ok()) return handle.status();
+      if (options.merge_adapter) {
+        // PEFT's merge_and_unload: the weights now hold the adapter; it is not kept.
+        const auto& lora = static_cast<const DeviceLora*>(handle->device())->weights();
+        absl::Status merged = MergeLora(*backend_, loaded.parts.model->lora_sites(), lora);
+        if (!merged.ok()) return absl::InvalidArgumentError(absl::StrCat("merge_adapter: ", merged.message()));
+        handle->Reset();
+        KILN_RETURN_IF_ERROR(loaded.parts.adapters->Unload(default_adapter, /*force=*/false));
+        directory->Forget(default_adapter);
+        return loaded;
+      }
       KILN_RETURN_IF_ERROR(loaded.parts.adapters->Pin(default_adapter, true));
       loaded.parts.default_adapter = default_adapter;
       loaded.info.default_adapter = default_adapter;

@@ -262,5 +262,40 @@ TEST(AdapterModelTest, LoadModelWithADefaultAdapterAndAutoDetection) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("lora_bias"));
 }
 
+TEST(AdapterModelTest, MergeAdapterFoldsItIntoTheWeights) {
+  std::unique_ptr<Engine> engine = MakeAdapterEngine();
+  ASSERT_NE(engine, nullptr);
+  const GreedyRun ref = ReferenceRun("llama_all_linear_rslora_r8");
+  LoadModelOptions merged;
+  merged.model = "llama_tiny";
+  merged.served_name = "merged";
+  merged.adapter = "llama_all_linear_rslora_r8";
+  merged.merge_adapter = true;
+  ModelInfo info;
+  ASSERT_TRUE(LoadAndWait(*engine, merged, &info).ok());
+  EXPECT_EQ(info.default_adapter, "");  // the weights hold it; nothing is applied per token
+  Collected c = GenerateAll(*engine, Greedy("merged", "", ref.input_ids, 16));
+  ASSERT_TRUE(c.status.ok()) << c.status;
+  EXPECT_EQ(c.ids, ref.new_ids);
+  auto listed = engine->ListAdapters("merged");
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE(listed->empty());
+
+  LoadModelOptions quantized = merged;
+  quantized.served_name = "merged-nf4";
+  quantized.bitsandbytes = BitsAndBytesOptions();
+  quantized.bitsandbytes->load_in_4bit = true;
+  absl::Status status = LoadAndWait(*engine, quantized, nullptr);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("merge_adapter"));
+
+  LoadModelOptions nothing;
+  nothing.model = "llama_tiny";
+  nothing.served_name = "nothing";
+  nothing.merge_adapter = true;
+  status = LoadAndWait(*engine, nothing, nullptr);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+}
+
 }  // namespace
 }  // namespace kiln::engine

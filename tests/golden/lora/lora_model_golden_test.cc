@@ -174,6 +174,7 @@ class LoraModel {
   }
 
   int64_t vocab() const { return config_.vocab_size; }
+  absl::Status Merge(const LoraWeights& lora) { return MergeLora(*backend_, model_->lora_sites(), lora); }
 
  private:
   ModelConfig config_;
@@ -275,6 +276,44 @@ TEST(LoraMixedBatchTest, EachSequenceGetsWhatItGetsAlone) {
   EXPECT_NE(solo_tokens[1], solo_tokens[3]);
 }
 
+// merge_adapter: the adapter folded into the dense weights gives peft's logits with no
+// adapter applied per token (GPT-2's fused c_attn merges slice by slice).
+class LoraMergeGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LoraMergeGoldenTest, MergedWeightsGivePeftLogits) {
+  const nlohmann::json meta = Json("lora/lora.json");
+  const nlohmann::json adapter = meta["adapters"][GetParam()];
+  const std::string base_model = adapter["base"].get<std::string>().substr(std::string("models/").size());
+  LoraModel model(base_model, nlohmann::json());
+  const LoraWeights* lora = model.Add("lora/" + adapter["dir"].get<std::string>());
+  ASSERT_NE(lora, nullptr);
+  ASSERT_TRUE(model.Merge(*lora).ok());
+  for (const auto& prompt : meta["logit_prompts"]) {
+    const std::string name = prompt.get<std::string>();
+    LoraModel::Seq seq = model.NewSeq(PromptIds(base_model, name), /*lora=*/nullptr);
+    const std::vector<float> logits = model.Step({&seq}, /*all_logits=*/true)[0];
+    const std::vector<float> ref = ReadF32("lora/reference/" + GetParam() + ".safetensors", "logits." + name);
+    EXPECT_LE(MaxAbsDiff(logits, ref), kLogitTol) << GetParam() << " " << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Adapters, LoraMergeGoldenTest,
+                         ::testing::Values("llama_all_linear_rslora_r8", "qwen2_patterns", "gpt2_fan_in_fan_out"));
+
+TEST(LoraMergeTest, AQuantizedBaseIsRefusedAndLeftUnchanged) {
+  nlohmann::json bnb = {{"load_in_4bit", true}, {"bnb_4bit_quant_type", "nf4"}};
+  LoraModel model("llama_tiny", bnb);
+  const LoraWeights* lora = model.Add("lora/adapters/llama_qv_r4");
+  ASSERT_NE(lora, nullptr);
+  LoraModel::Seq before = model.NewSeq(PromptIds("llama_tiny", "prompt0"), nullptr);
+  const std::vector<float> logits_before = model.Step({&before}, false)[0];
+  const absl::Status status = model.Merge(*lora);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(status.message().find("quantized"), std::string::npos) << status;
+  LoraModel::Seq after = model.NewSeq(PromptIds("llama_tiny", "prompt0"), nullptr);
+  EXPECT_EQ(model.Step({&after}, false)[0], logits_before);
+}
+
 TEST(LoraSitesTest, AnAdapterForAnotherModelIsRefusedAtUpload) {
   LoraModel llama("llama_tiny", nlohmann::json());
   LoraModel gpt2("gpt2_tiny", nlohmann::json());
@@ -300,7 +339,7 @@ TEST(LoraSitesTest, AnAdapterForAnotherModelIsRefusedAtUpload) {
   ASSERT_TRUE(model_config.ok());
   std::vector<LoraSite> llama_sites;
   for (const BaseLinear& b : ListBaseModules(*model_config).linears) {
-    llama_sites.push_back({b.name, b.out_features, b.in_features, 0, b.out_features});
+    llama_sites.push_back({b.name, b.out_features, b.in_features, 0, b.out_features, kernels::TensorView()});
   }
   auto uploaded = UploadLora(**backend, llama_sites, views);
   EXPECT_EQ(uploaded.status().code(), absl::StatusCode::kInvalidArgument);
