@@ -258,6 +258,8 @@ absl::Status MeasureThroughput(Engine& engine, const LoraBenchOptions& o, LoraBe
   for (size_t c = 0; c < configs.size(); ++c) {
     ThroughputRow& row = report.throughput[c];
     row.ratio_vs_base = row.best_tokens_per_s / report.throughput[0].best_tokens_per_s;
+    row.median_tokens_per_s = Median(row.tokens_per_s);
+    row.median_ratio_vs_base = row.median_tokens_per_s / Median(report.throughput[0].tokens_per_s);
     for (size_t i = 0; i < first_ids[c].size(); ++i) {
       if (first_ids[c][i] != first_ids[0][i]) ++row.requests_differing_from_base;
     }
@@ -379,23 +381,25 @@ std::string FormatLoraReport(const LoraBenchOptions& o, const LoraBenchReport& r
                 "(%.1fM parameters); CPU backend, %d threads (0 = all cores)\n"
                 "throughput: %d concurrent greedy requests, %d prompt + %d new tokens (ignore_eos), adapters "
                 "r=%d on q/k/v/o/gate/up/down (%.2f MB fp32 each, pre-loaded and pinned; median LoadAdapter "
-                "%.1f ms), request i uses adapter i %% n; best of %d interleaved rounds\n\n",
+                "%.1f ms), request i uses adapter i %% n; best and median of %d interleaved rounds\n\n",
                 o.model.hidden, o.model.layers, o.model.heads, o.model.kv_heads, o.model.intermediate, o.model.vocab,
                 static_cast<double>(r.weight_parameters) / 1e6, o.threads, o.batch, o.prompt_tokens, o.max_new_tokens,
                 o.rank, static_cast<double>(r.throughput_adapter_bytes) / 1e6, r.median_preload_ms, o.rounds);
   md += line;
-  md += "| adapters in batch | generated tokens | tokens/s (best) | tokens/s per round | vs base-only | "
-        "requests != base tokens | same tokens every round |\n|---|---|---|---|---|---|---|\n";
+  md += "| adapters in batch | generated tokens | tokens/s (best) | vs base-only (best) | tokens/s (median) | "
+        "vs base-only (median) | tokens/s per round | requests != base tokens | same tokens every round |\n"
+        "|---|---|---|---|---|---|---|---|---|\n";
   for (const ThroughputRow& row : r.throughput) {
     std::string rounds;
     for (double t : row.tokens_per_s) {
       std::snprintf(line, sizeof(line), "%s%.1f", rounds.empty() ? "" : " / ", t);
       rounds += line;
     }
-    std::snprintf(line, sizeof(line), "| %s | %lld | %.1f | %s | %.3f | %d/%d | %s |\n",
+    std::snprintf(line, sizeof(line), "| %s | %lld | %.1f | %.3f | %.1f | %.3f | %s | %d/%d | %s |\n",
                   row.num_adapters == 0 ? "0 (base only)" : std::to_string(row.num_adapters).c_str(),
-                  static_cast<long long>(row.generated_tokens), row.best_tokens_per_s, rounds.c_str(),
-                  row.ratio_vs_base, row.requests_differing_from_base, o.batch,
+                  static_cast<long long>(row.generated_tokens), row.best_tokens_per_s, row.ratio_vs_base,
+                  row.median_tokens_per_s, row.median_ratio_vs_base, rounds.c_str(),
+                  row.requests_differing_from_base, o.batch,
                   row.same_tokens_every_round ? "yes" : "NO");
     md += line;
   }

@@ -10,7 +10,7 @@
 //     the same request again with the adapter resident, the base model's, and LoadAdapter time
 //     of a fresh small adapter (medians over `cold_samples`).
 // Throughput configurations run interleaved for `rounds` rounds; the best round counts (the
-// machine is shared; the best run is the least disturbed). It is a benchmark, never a timed
+// machine is shared; the best run is the least disturbed), the median is reported next to it. It is a benchmark, never a timed
 // test (DESIGN.md §8): callers print the ratios; tests check the counts and outputs only.
 //
 // Sanity checks recorded in the report (never timings): every request produced exactly
@@ -37,7 +37,7 @@ struct LoraBenchOptions {
   int max_new_tokens = 64;
   std::vector<int> adapter_counts = {1, 8, 32};  // distinct adapters per run, each <= batch
   int rank = 16;              // throughput adapters: q/k/v/o + MLP, every layer
-  int rounds = 2;
+  int rounds = 5;
   int cold_samples = 5;
   int cold_rank = 8;          // the "small" adapter: q_proj + v_proj only
   int cold_new_tokens = 4;
@@ -52,6 +52,8 @@ struct ThroughputRow {
   std::vector<double> tokens_per_s;       // per round
   double best_tokens_per_s = 0;
   double ratio_vs_base = 0;               // best / best of the base-only row
+  double median_tokens_per_s = 0;
+  double median_ratio_vs_base = 0;        // median / median of the base-only row
   int requests_differing_from_base = 0;   // greedy ids != the base-only run's (round 0)
   bool same_tokens_every_round = true;
 };

@@ -51,10 +51,13 @@ TEST(LoraBenchSmokeTest, TinyRunServesEveryConfigurationWithAdaptersApplied) {
     for (double t : row.tokens_per_s) EXPECT_GT(t, 0);
     EXPECT_TRUE(std::isfinite(row.ratio_vs_base));
     EXPECT_GT(row.ratio_vs_base, 0);
+    EXPECT_EQ(row.median_tokens_per_s, Median(row.tokens_per_s));
+    EXPECT_GT(row.median_ratio_vs_base, 0);
     // Continuous batching gives the same greedy tokens whatever else shares the steps.
     EXPECT_TRUE(row.same_tokens_every_round);
     if (row.num_adapters == 0) {
       EXPECT_EQ(row.ratio_vs_base, 1.0);
+      EXPECT_EQ(row.median_ratio_vs_base, 1.0);
       EXPECT_EQ(row.requests_differing_from_base, 0);
     } else {
       // The random adapters move the logits enough to change greedy tokens: proof that the

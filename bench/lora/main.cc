@@ -5,7 +5,7 @@
 // with the machine's load average at start and end.
 //
 //   lora_serving_bench [--batch=32] [--max_new_tokens=64] [--prompt_tokens=16]
-//                      [--adapters=1,8,32] [--rank=16] [--rounds=2] [--cold_samples=5]
+//                      [--adapters=1,8,32] [--rank=16] [--rounds=5] [--cold_samples=5]
 //                      [--cold_rank=8] [--cold_new_tokens=4] [--threads=0]
 //                      [--hidden=512] [--layers=8] [--heads=8] [--kv_heads=2] [--intermediate=1408]
 //                      [--tokenizer_dir=<repo>/tests/golden/fixtures/models/llama_tiny]
