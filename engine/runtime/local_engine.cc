@@ -14,11 +14,13 @@
 #include "engine/common/thread_pool.h"
 #include "engine/io/model_store.h"
 #include "engine/model/model_config.h"
+#include "engine/placement/ledger.h"
 #include "engine/runtime/engine_factory.h"
 #include "engine/runtime/engine_metrics.h"
 #include "engine/runtime/model_loader.h"
 #include "engine/runtime/model_adapters.h"
 #include "engine/runtime/model_runtime.h"
+#include "engine/runtime/placement_glue.h"
 #include "engine/runtime/lora_payloads.h"
 #include "kernels/backend_factory.h"
 
@@ -30,9 +32,11 @@ constexpr size_t kLoadStreamCapacity = 1024;
 
 class LocalEngine final : public Engine {
  public:
-  LocalEngine(EngineOptions options, std::unique_ptr<kernels::Backend> backend)
+  LocalEngine(EngineOptions options, std::unique_ptr<kernels::Backend> backend,
+              std::unique_ptr<placement::MemoryLedger> ledger)
       : options_(std::move(options)),
         backend_(std::move(backend)),
+        ledger_(std::move(ledger)),
         store_(options_.model_roots,
                options_.hub_cache.empty() ? ModelStore::DefaultHubCache() : options_.hub_cache),
         adapter_store_(options_.adapter_roots,
@@ -83,13 +87,14 @@ class LocalEngine final : public Engine {
       done(UnloadResult{});
       return;
     }
-    const bool submitted = control_.Submit([runtime, drain, done, this] {
+    const bool submitted = control_.Submit([runtime, drain, done, served_name, this]() mutable {
       if (drain) runtime->WaitUntilIdle(absl::Seconds(options_.drain_timeout_s));
       UnloadResult result;
       result.aborted_requests = runtime->in_flight();
-      result.freed_bytes = static_cast<int64_t>(runtime->model().weight_bytes()) +
-                           runtime->kv_cache_bytes();
+      // Everything the ledger holds for it: weights, KV cache and device-resident adapters.
+      result.freed_bytes = ledger_->OwnerBytes(served_name);
       runtime->Stop(absl::AbortedError("model was unloaded while the request was running"));
+      runtime.reset();  // usually the last reference: memory and ledger bytes go back here
       done(result);
     });
     if (!submitted) {
@@ -221,20 +226,21 @@ class LocalEngine final : public Engine {
                            Architecture::kGpt2}) {
       info.architectures.emplace_back(ArchitectureName(a));
     }
-    DeviceReport cpu{.name = "cpu", .description = "host CPU (CPU backend)"};
+    // Per device, from the memory ledger every load and adapter upload reserves in.
     const int64_t page = sysconf(_SC_PAGESIZE);
-    cpu.total_bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * page;
-    cpu.free_bytes = static_cast<int64_t>(sysconf(_SC_AVPHYS_PAGES)) * page;
-    absl::MutexLock lock(&mu_);
-    for (const auto& [name, entry] : models_) {
-      cpu.weight_bytes += entry.info.weight_bytes;
-      cpu.kv_cache_bytes += entry.info.kv_cache_bytes;
-      if (entry.runtime && entry.runtime->adapters() != nullptr) {
-        cpu.adapter_bytes += static_cast<int64_t>(entry.runtime->adapters()->stats().device_bytes);
-      }
+    for (const placement::DeviceMemorySnapshot& s : ledger_->Snapshot()) {
+      DeviceReport d{.name = s.device.Name(), .description = "host CPU (CPU backend)"};
+      d.total_bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * page;
+      d.budget_bytes = s.capacity_bytes;
+      d.free_bytes = s.available_bytes();
+      auto kind = [&](placement::MemoryKind k) { return s.by_kind[static_cast<int>(k)]; };
+      d.weight_bytes = kind(placement::MemoryKind::kWeights);
+      d.kv_cache_bytes = kind(placement::MemoryKind::kKv);
+      d.adapter_bytes = kind(placement::MemoryKind::kAdapter);
+      d.workspace_bytes = kind(placement::MemoryKind::kWorkspace) + kind(placement::MemoryKind::kActivations);
+      metrics_.SetDeviceMemory(d);
+      info.devices.push_back(d);
     }
-    metrics_.SetDeviceMemory(cpu);
-    info.devices.push_back(cpu);
     return info;
   }
 
@@ -390,7 +396,10 @@ class LocalEngine final : public Engine {
       return absl::InvalidArgumentError("merge_adapter: needs an adapter (adapter, or a model that is an adapter)");
     }
     options.adapter.clear();  // handled here, not by the loader
-    KILN_ASSIGN_OR_RETURN(LoadedModel loaded, LoadResidentModel(options, store_, options_.limits, *backend_, progress));
+    options.served_name = served_name;  // the ledger owner
+    KILN_ASSIGN_OR_RETURN(LoadedModel loaded,
+                          LoadResidentModel(options, store_, options_.limits, *backend_, progress, ledger_.get()));
+    loaded.parts.reservations = std::move(loaded.reservations);
     ModelAdapterContext context;
     context.config = loaded.parts.model->config();
     context.base_name = options.model;
@@ -398,6 +407,8 @@ class LocalEngine final : public Engine {
     context.backend = backend_.get();
     context.directory = directory;
     context.limits = options_.limits;
+    context.ledger = ledger_.get();
+    context.owner = served_name;
     AdapterCacheOptions cache;
     cache.max_device_bytes = static_cast<size_t>(options_.limits.max_adapter_device_bytes);
     cache.max_device_adapters = options_.limits.max_resident_adapters;
@@ -506,6 +517,9 @@ class LocalEngine final : public Engine {
 
   const EngineOptions options_;
   std::unique_ptr<kernels::Backend> backend_;
+  // Every byte a model or adapter holds on a device (engine/placement/ledger.h). Declared before
+  // the models so their reservations are returned before it goes.
+  std::unique_ptr<placement::MemoryLedger> ledger_;
   const ModelStore store_;
   const ModelStore adapter_store_;
   std::atomic<bool> draining_{false};
@@ -530,7 +544,10 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineOptions options) {
   absl::StatusOr<std::unique_ptr<kernels::Backend>> backend = kernels::CreateBackend(
       {.kind = kernels::BackendKind::kCpu, .num_threads = options.num_compute_threads});
   if (!backend.ok()) return backend.status();
-  return std::make_unique<LocalEngine>(std::move(options), *std::move(backend));
+  absl::StatusOr<std::unique_ptr<placement::MemoryLedger>> ledger =
+      placement::MemoryLedger::Create(DeviceInventory(options.limits));
+  if (!ledger.ok()) return ledger.status();
+  return std::make_unique<LocalEngine>(std::move(options), *std::move(backend), *std::move(ledger));
 }
 
 }  // namespace kiln::engine

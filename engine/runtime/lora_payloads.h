@@ -11,6 +11,7 @@
 
 #include "engine/adapter/adapter_loader.h"
 #include "engine/model/lora.h"
+#include "engine/placement/ledger.h"
 #include "engine/runtime/adapter_cache.h"
 
 namespace kiln::engine {
@@ -40,11 +41,15 @@ class HostLora final : public AdapterPayload {
 
 class DeviceLora final : public AdapterPayload {
  public:
-  explicit DeviceLora(LoraWeights weights) : weights_(std::move(weights)) {}
+  // `reservation`: the ledger bytes of `weights` (may be inactive); returned after the weights
+  // are freed, when the last Handle or the cache drops this payload.
+  DeviceLora(LoraWeights weights, placement::Reservation reservation)
+      : reservation_(std::move(reservation)), weights_(std::move(weights)) {}
   const LoraWeights& weights() const { return weights_; }
   size_t bytes() const override { return weights_.bytes(); }
 
  private:
+  placement::Reservation reservation_;  // first: released after weights_ is destroyed
   LoraWeights weights_;
 };
 

@@ -58,11 +58,19 @@ std::unique_ptr<AdapterCache> MakeAdapterCache(ModelAdapterContext context, Adap
   AdapterCache::UploadFn upload = [shared](const std::string& id, const AdapterPayload& host)
       -> absl::StatusOr<std::shared_ptr<const AdapterPayload>> {
     const auto& lora = static_cast<const HostLora&>(host);
+    placement::Reservation reservation;
+    if (shared->ledger != nullptr) {
+      // The upload allocates exactly the host payload's fp32 A/B bytes: reserve them first.
+      absl::StatusOr<placement::Reservation> r = shared->ledger->Reserve(
+          placement::Device::Cpu(), placement::MemoryKind::kAdapter, shared->owner, static_cast<int64_t>(host.bytes()));
+      if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat("adapter '", id, "': ", r.status().message()));
+      reservation = *std::move(r);
+    }
     absl::StatusOr<LoraWeights> weights = UploadLora(*shared->backend, shared->sites, lora.modules());
     if (!weights.ok()) {
       return absl::Status(weights.status().code(), absl::StrCat("adapter '", id, "': ", weights.status().message()));
     }
-    return std::make_shared<const DeviceLora>(*std::move(weights));
+    return std::make_shared<const DeviceLora>(*std::move(weights), std::move(reservation));
   };
   return std::make_unique<AdapterCache>(options, std::move(read), std::move(upload));
 }

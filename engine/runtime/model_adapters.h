@@ -22,6 +22,7 @@
 #include "engine/io/model_store.h"
 #include "engine/model/lora.h"
 #include "engine/model/model_config.h"
+#include "engine/placement/ledger.h"
 #include "engine/runtime/adapter_cache.h"
 #include "engine/runtime/engine_options.h"
 #include "kernels/backend.h"
@@ -58,6 +59,10 @@ struct ModelAdapterContext {
   kernels::Backend* backend = nullptr;    // the model's backend
   std::shared_ptr<AdapterDirectory> directory;
   EngineLimits limits;
+  // Device adapter bytes are reserved here (kind adapter, owner = the served model name) before
+  // they are allocated; null: not accounted.
+  placement::MemoryLedger* ledger = nullptr;
+  std::string owner;
 };
 
 // The cache for one model, reading through `context.directory` and uploading to its backend.

@@ -45,6 +45,7 @@
 #include "engine/model/causal_lm.h"
 #include "engine/kv/block_manager.h"
 #include "engine/model/kv_cache.h"
+#include "engine/placement/ledger.h"
 #include "engine/runtime/adapter_cache.h"
 #include "engine/runtime/engine.h"
 #include "engine/runtime/engine_metrics.h"
@@ -58,6 +59,10 @@ namespace kiln::engine {
 
 // Everything a loaded model brings to its runtime.
 struct RuntimeParts {
+  // The memory ledger bytes the model holds (weights, KV). First member: destroyed last, so
+  // the bytes go back only after the memory they account for is freed, whoever drops the
+  // runtime last (an unload, or an in-flight RPC finishing after it).
+  std::vector<placement::Reservation> reservations;
   std::string served_name;
   std::unique_ptr<CausalLm> model;
   std::unique_ptr<KvCache> kv_cache;

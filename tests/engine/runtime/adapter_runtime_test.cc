@@ -178,6 +178,9 @@ TEST_F(AdapterRuntimeTest, LoadAdapterUnderAServedNamePinsAndUnloads) {
   EXPECT_TRUE(info->pinned);
   EXPECT_EQ(info->state, AdapterState::kDevice);
   EXPECT_THAT(info->target_modules, ::testing::Contains("model.layers.0.self_attn.q_proj"));
+  // The memory ledger accounts for the adapter's device bytes.
+  ASSERT_EQ(engine_->GetInfo().devices.size(), 1u);
+  EXPECT_EQ(engine_->GetInfo().devices[0].adapter_bytes, info->bytes);
 
   const GreedyRun ref = ReferenceRun("llama_qv_r4");
   Collected c = GenerateAll(*engine_, Greedy("llama_tiny", "support-bot", ref.input_ids, 16));
@@ -193,6 +196,7 @@ TEST_F(AdapterRuntimeTest, LoadAdapterUnderAServedNamePinsAndUnloads) {
   done.WaitForNotification();
   ASSERT_TRUE(freed.ok()) << freed.status();
   EXPECT_EQ(*freed, info->bytes);
+  EXPECT_EQ(engine_->GetInfo().devices[0].adapter_bytes, 0);
   auto listed = engine_->ListAdapters("llama_tiny");
   ASSERT_TRUE(listed.ok());
   EXPECT_TRUE(listed->empty());
@@ -295,6 +299,40 @@ TEST(AdapterModelTest, MergeAdapterFoldsItIntoTheWeights) {
   nothing.merge_adapter = true;
   status = LoadAndWait(*engine, nothing, nullptr);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+}
+
+// Unload returns every byte: weights, KV and adapters go back to the ledger, cycle after cycle.
+TEST(AdapterModelTest, UnloadReturnsEveryByteAcrossCycles) {
+  std::unique_ptr<Engine> engine = MakeAdapterEngine();
+  ASSERT_NE(engine, nullptr);
+  const GreedyRun ref = ReferenceRun("llama_qv_r4");
+  int64_t first_freed = -1;
+  for (int cycle = 0; cycle < 3; ++cycle) {
+    LoadModelOptions options;
+    options.model = "llama_tiny";
+    ModelInfo info;
+    ASSERT_TRUE(LoadAndWait(*engine, options, &info).ok());
+    ASSERT_TRUE(GenerateAll(*engine, Greedy("llama_tiny", "llama_qv_r4", ref.input_ids, 2)).status.ok());
+    const DeviceReport loaded = engine->GetInfo().devices.at(0);
+    EXPECT_EQ(loaded.weight_bytes, info.weight_bytes);
+    EXPECT_EQ(loaded.kv_cache_bytes, info.kv_cache_bytes);
+    EXPECT_GT(loaded.adapter_bytes, 0);
+    absl::Notification done;
+    absl::StatusOr<UnloadResult> result = absl::UnknownError("no answer");
+    engine->UnloadModel("llama_tiny", /*drain=*/true, [&](absl::StatusOr<UnloadResult> r) {
+      result = r;
+      done.Notify();
+    });
+    done.WaitForNotification();
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->freed_bytes, loaded.weight_bytes + loaded.kv_cache_bytes + loaded.adapter_bytes);
+    if (first_freed < 0) first_freed = result->freed_bytes;
+    EXPECT_EQ(result->freed_bytes, first_freed) << "cycle " << cycle;  // no growth
+    const DeviceReport after = engine->GetInfo().devices.at(0);
+    EXPECT_EQ(after.weight_bytes + after.kv_cache_bytes + after.adapter_bytes + after.workspace_bytes, 0)
+        << "cycle " << cycle;
+    EXPECT_EQ(after.free_bytes, after.budget_bytes);
+  }
 }
 
 }  // namespace
