@@ -22,7 +22,8 @@ bool CudaBuilt() {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options) {
   switch (options.kind) {
     case BackendKind::kCpu:
-      return cpu::CreateCpuBackend({.num_threads = options.num_threads});
+      return cpu::CreateCpuBackend(
+          {.num_threads = options.num_threads, .logical_device = options.logical_device});
     case BackendKind::kCuda: {
 #ifdef KILN_WITH_CUDA
       std::string error;

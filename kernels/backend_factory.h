@@ -16,6 +16,10 @@ struct BackendOptions {
   BackendKind kind = BackendKind::kCpu;
   int num_threads = 0;   // CPU: worker and OpenBLAS threads; 0 = all cores
   int device_index = 0;  // CUDA: which device
+  // CPU: which logical CPU device (kernels/cpu/cpu_backend.h CpuBackendOptions): backends with
+  // different indices report different device() values, so the engine places models across
+  // them as across GPUs. 0 = the host CPU (the default, unchanged behaviour).
+  int logical_device = 0;
 };
 
 // True when this binary was built with the CUDA backend (nvcc found at configure time).

@@ -27,6 +27,11 @@
 // The checkpoint may be closed after LoadCausalLm returns: weights are copied (and converted)
 // into backend memory. The backend must outlive the model and its KV caches.
 //
+// Several devices: LoadOptions::tensor_backend places each tensor on a backend; layers run
+// where their weights are, each device with its own activation arena, and the residual
+// stream is copied to the next device between stages. Logits are bit-identical to the
+// single-device model's on CPU backends (the same ops on the same values, only copied).
+//
 // Thread-safety: Forward is not thread-safe (one step loop owns a model and its caches); the
 // loaded weights are immutable.
 #pragma once
@@ -76,6 +81,17 @@ struct LoadOptions {
   // loaded as stored, never re-quantized (and `bitsandbytes` is then ignored, as transformers
   // lets the checkpoint's own config win).
   std::optional<quant::PrequantConfig> prequantized = std::nullopt;
+  // Multi-device placement (issue #7). Empty: every tensor goes to the backend given to
+  // LoadCausalLm (the single-device path, unchanged). Otherwise the backend (not owned; must
+  // outlive the model and its caches) each checkpoint tensor is uploaded to, asked with the
+  // tensor's name as transformers saves it (engine/runtime/placement_glue.h resolves a
+  // placement plan this way). The model then runs each decoder layer on its layer's backend,
+  // the embeddings, final norm and lm_head on theirs (a tied lm_head follows the embedding),
+  // and copies activations between stages (TransferActivations, layers.h). Decoder layers
+  // and single modules are never split: tensors of one layer (or of the embedding, final norm,
+  // lm_head) on different backends are UNIMPLEMENTED naming the tensor; a null backend is
+  // INVALID_ARGUMENT naming the tensor.
+  std::function<kernels::Backend*(const std::string& tensor_name)> tensor_backend = nullptr;
 };
 
 struct SequenceInput {
@@ -112,10 +128,13 @@ class CausalLm {
   virtual kernels::DType dtype() const = 0;
   // Device bytes held by the weights.
   virtual size_t weight_bytes() const = 0;
+  // weight_bytes() per device (one entry for a single-device model), in order of first use.
+  virtual std::vector<DeviceBytes> weight_bytes_by_device() const = 0;
   // The Linear sites a LoRA adapter can adapt, in site order (engine/model/lora.h).
   virtual std::span<const LoraSite> lora_sites() const = 0;
 
-  // A cache shaped for this model (layers, kv heads, head_dim) on its backend.
+  // A cache shaped for this model (layers, kv heads, head_dim); each layer's K/V on the
+  // backend that layer runs on.
   virtual absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) = 0;
 
   // Runs the batch. INVALID_ARGUMENT (naming the sequence and the value) for an empty sequence,

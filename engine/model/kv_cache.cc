@@ -1,5 +1,6 @@
 #include "engine/model/kv_cache.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,19 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend& backe
                                                          int64_t num_layers, int64_t num_kv_heads,
                                                          int64_t head_dim,
                                                          const KvCacheOptions& options) {
+  std::vector<kernels::Backend*> layer_backends(static_cast<size_t>(std::max<int64_t>(0, num_layers)), &backend);
+  return Create(layer_backends, num_kv_heads, head_dim, options);
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(std::span<kernels::Backend* const> layer_backends,
+                                                         int64_t num_kv_heads, int64_t head_dim,
+                                                         const KvCacheOptions& options) {
+  const int64_t num_layers = static_cast<int64_t>(layer_backends.size());
+  for (size_t l = 0; l < layer_backends.size(); ++l) {
+    if (layer_backends[l] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("kv cache: layer ", l, " has no backend"));
+    }
+  }
   if (options.num_blocks <= 0 || options.block_size <= 0 || num_layers <= 0 ||
       num_kv_heads <= 0 || head_dim <= 0) {
     return absl::InvalidArgumentError(
@@ -26,10 +40,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend& backe
                                                 num_kv_heads, head_dim};
   const size_t bytes = static_cast<size_t>(options.num_blocks) * static_cast<size_t>(options.block_size) *
                        static_cast<size_t>(num_kv_heads * head_dim) * sizeof(float);
-  for (int64_t l = 0; l < num_layers; ++l) {
-    auto k = backend.Allocate(bytes);
+  for (kernels::Backend* backend : layer_backends) {
+    auto k = backend->Allocate(bytes);
     if (!k.ok()) return k.status();
-    auto v = backend.Allocate(bytes);
+    auto v = backend->Allocate(bytes);
     if (!v.ok()) return v.status();
     cache->layers_.push_back({k->View(kernels::DType::kF32, shape), v->View(kernels::DType::kF32, shape)});
     cache->buffers_.push_back(std::move(*k));
@@ -42,6 +56,19 @@ size_t KvCache::bytes() const {
   size_t total = 0;
   for (const kernels::DeviceBuffer& b : buffers_) total += b.bytes();
   return total;
+}
+
+std::vector<DeviceBytes> KvCache::bytes_by_device() const {
+  std::vector<DeviceBytes> out;
+  for (const kernels::DeviceBuffer& b : buffers_) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const DeviceBytes& d) { return d.device == b.device(); });
+    if (it == out.end()) {
+      out.push_back({b.device(), b.bytes()});
+    } else {
+      it->bytes += b.bytes();
+    }
+  }
+  return out;
 }
 
 KvBlockPool::KvBlockPool(int32_t num_blocks) : in_use_(static_cast<size_t>(std::max(0, num_blocks)), false) {

@@ -1,7 +1,8 @@
 // Paged KV storage for one loaded model, and a trivial block-id allocator.
 //
 // KvCache owns, per layer, K and V as [num_blocks, block_size, num_kv_heads, head_dim] fp32
-// tensors allocated through the model's Backend. Blocks are just indices into those tensors:
+// tensors allocated through the Backend of the device that layer runs on (one backend for a
+// single-device model; a model split across devices keeps each layer's K/V with its layer). Blocks are just indices into those tensors:
 // which sequence uses which block is the caller's business (a sequence's block table lists its
 // blocks in position order; position p lives in table[p / block_size] at p % block_size).
 // The real block manager (prefix sharing, eviction) is engine/kv's; KvBlockPool is the minimal
@@ -12,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -24,6 +26,12 @@ struct KvCacheOptions {
   int32_t block_size = 16;  // tokens per block
 };
 
+// Bytes held on one device.
+struct DeviceBytes {
+  kernels::Device device;
+  size_t bytes = 0;
+};
+
 class KvCache {
  public:
   // INVALID_ARGUMENT for non-positive sizes; RESOURCE_EXHAUSTED when the backend cannot
@@ -32,6 +40,11 @@ class KvCache {
                                                          int64_t num_layers, int64_t num_kv_heads,
                                                          int64_t head_dim,
                                                          const KvCacheOptions& options);
+  // One layer per entry of `layer_backends` (not owned, non-null, each outliving the cache),
+  // layer i allocated through layer_backends[i]. Same errors.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(std::span<kernels::Backend* const> layer_backends,
+                                                         int64_t num_kv_heads, int64_t head_dim,
+                                                         const KvCacheOptions& options);
 
   int32_t num_blocks() const { return num_blocks_; }
   int32_t block_size() const { return block_size_; }
@@ -39,6 +52,8 @@ class KvCache {
   int64_t num_kv_heads() const { return num_kv_heads_; }
   int64_t head_dim() const { return head_dim_; }
   size_t bytes() const;  // device bytes held
+  // bytes() per device, in order of first appearance (layer order).
+  std::vector<DeviceBytes> bytes_by_device() const;
   kernels::PagedKvLayer layer(int64_t i) const { return layers_[static_cast<size_t>(i)]; }
 
  private:

@@ -49,6 +49,73 @@ absl::Status Activations::Reserve(kernels::Backend& backend, const ModelDims& d,
   return absl::OkStatus();
 }
 
+absl::Status TransferActivations(kernels::Backend& from, kernels::TensorView src, kernels::Backend& to,
+                                 kernels::TensorView dst, std::vector<uint8_t>& staging) {
+  if (src.bytes() != dst.bytes() || src.dtype() != dst.dtype()) {
+    return absl::InvalidArgumentError(absl::StrCat("transfer: src is ", src.ShapeString(), ", dst ", dst.ShapeString()));
+  }
+  // CPU device memory is host memory: one copy out of `from` straight into `dst` (or into it
+  // from `src`) is enough when either side is a CPU backend.
+  if (to.kind() == kernels::BackendKind::kCpu) return from.CopyToHost(src, dst.data());
+  if (from.kind() == kernels::BackendKind::kCpu) return to.CopyFromHost(src.data(), dst);
+  if (staging.size() < src.bytes()) staging.resize(src.bytes());
+  KILN_RETURN_IF_ERROR(from.CopyToHost(src, staging.data()));
+  return to.CopyFromHost(staging.data(), dst);
+}
+
+DecoderModelBase::DecoderModelBase(const ModelConfig& config, kernels::DType dtype, kernels::Backend& backend,
+                                   int64_t kv_heads)
+    : config_(config),
+      dims_{config.hidden_size, config.num_attention_heads, kv_heads,
+            config.head_dim,    config.intermediate_size,   config.vocab_size},
+      dtype_(dtype),
+      backend_(backend) {}
+
+int DecoderModelBase::SlotFor(kernels::Backend* backend) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i]->backend == backend) return static_cast<int>(i);
+  }
+  slots_.push_back(std::make_unique<DeviceSlot>());
+  slots_.back()->backend = backend;
+  return static_cast<int>(slots_.size()) - 1;
+}
+
+absl::Status DecoderModelBase::MoveActivations(int from, int to,
+                                               std::initializer_list<kernels::TensorView Activations::*> fields) {
+  if (from == to) return absl::OkStatus();
+  for (kernels::TensorView Activations::*field : fields) {
+    KILN_RETURN_IF_ERROR(TransferActivations(backend(from), act(from).*field, backend(to), act(to).*field, staging_));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<DeviceBytes> DecoderModelBase::weight_bytes_by_device() const {
+  std::vector<DeviceBytes> out;
+  for (const kernels::DeviceBuffer& b : buffers_) {
+    if (std::none_of(out.begin(), out.end(), [&](const DeviceBytes& d) { return d.device == b.device(); })) {
+      out.push_back({b.device(), 0});
+    }
+  }
+  for (const kernels::DeviceBuffer& b : buffers_) {
+    for (DeviceBytes& d : out) {
+      if (d.device == b.device()) {
+        d.bytes += b.bytes();
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> DecoderModelBase::CreateKvCache(const KvCacheOptions& options) {
+  if (static_cast<int64_t>(layer_slot_.size()) != config_.num_hidden_layers) {
+    return KvCache::Create(backend_, config_.num_hidden_layers, dims_.kv_heads, dims_.head_dim, options);
+  }
+  std::vector<kernels::Backend*> layer_backends;
+  for (int slot : layer_slot_) layer_backends.push_back(&backend(slot));
+  return KvCache::Create(layer_backends, dims_.kv_heads, dims_.head_dim, options);
+}
+
 size_t LinearWorkspace(const kernels::Backend& backend, const LinearWeights& lin, int64_t m) {
   if (lin.quant) return backend.QuantMatmulWorkspaceBytes(m, *lin.quant);
   return backend.MatmulWorkspaceBytes(m, lin.out(), lin.in(), lin.w.dtype());

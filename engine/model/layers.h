@@ -69,46 +69,72 @@ class Activations {
   size_t capacity_ = 0;
 };
 
-// What every architecture shares: its config and dims, weight dtype, backend, the device
-// buffers that hold its weights, the activation arena, and the CausalLm accessors over them.
-// An architecture derives from it and adds its tensors, Load and Forward.
+// Copies activations `src` (on `from`'s device) into `dst` (on `to`'s device); same shape and
+// dtype. The one place activations cross devices: between CPU backends (logical devices) it
+// is one host copy; a device backend goes through `staging` (host memory reused across calls)
+// until a peer copy (e.g. cudaMemcpyPeerAsync) slots in here.
+absl::Status TransferActivations(kernels::Backend& from, kernels::TensorView src,  // [rows, cols]
+                                 kernels::Backend& to, kernels::TensorView dst,    // [rows, cols]
+                                 std::vector<uint8_t>& staging);
+
+// What every architecture shares: its config and dims, weight dtype, backends, the device
+// buffers that hold its weights, one activation arena per device, and the CausalLm accessors
+// over them. An architecture derives from it and adds its tensors, Load and Forward.
+//
+// Devices: a model runs on one or more backends ("slots"), added by SlotFor as Load meets the
+// backends its weights are placed on (LoadOptions::tensor_backend; without it, only the
+// backend given to LoadCausalLm). Each slot has its own Activations; an architecture's Forward
+// runs each stage on its slot and calls MoveActivations when the next stage is elsewhere.
 class DecoderModelBase : public CausalLm {
  public:
   const ModelConfig& config() const override { return config_; }
   kernels::DType dtype() const override { return dtype_; }
   size_t weight_bytes() const override { return weight_bytes_; }
+  std::vector<DeviceBytes> weight_bytes_by_device() const override;
   std::span<const LoraSite> lora_sites() const override { return lora_sites_; }
-  absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) override {
-    return KvCache::Create(backend_, config_.num_hidden_layers, dims_.kv_heads, dims_.head_dim,
-                           options);
-  }
+  absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheOptions& options) override;
 
  protected:
   // `kv_heads`: the heads K and V have (GQA), which may differ from the config's spelling.
   DecoderModelBase(const ModelConfig& config, kernels::DType dtype, kernels::Backend& backend,
-                   int64_t kv_heads)
-      : config_(config),
-        dims_{config.hidden_size, config.num_attention_heads, kv_heads,
-              config.head_dim,    config.intermediate_size,   config.vocab_size},
-        dtype_(dtype),
-        backend_(backend) {}
+                   int64_t kv_heads);
 
-  // Makes `lin` LoRA site number lora_sites_.size(), for the transformers module `module`;
-  // `row_offset`/`module_out` place a slice of a fused module (GPT-2 c_attn) in its output.
-  void AddLoraSite(LinearWeights& lin, const std::string& module, int64_t row_offset = 0,
-                   int64_t module_out = 0) {
+  // Makes `lin` LoRA site number lora_sites_.size(), for the transformers module `module`,
+  // applied on `backend`; `row_offset`/`module_out` place a slice of a fused module (GPT-2
+  // c_attn) in its output.
+  void AddLoraSite(kernels::Backend& backend, LinearWeights& lin, const std::string& module,
+                   int64_t row_offset = 0, int64_t module_out = 0) {
     lin.lora_site = static_cast<int32_t>(lora_sites_.size());
-    lora_sites_.push_back({module, lin.out(), lin.in(), row_offset, module_out > 0 ? module_out : lin.out(), lin.w});
+    lora_sites_.push_back(
+        {module, lin.out(), lin.in(), row_offset, module_out > 0 ? module_out : lin.out(), lin.w, &backend});
   }
+
+  struct DeviceSlot {
+    kernels::Backend* backend = nullptr;  // not owned
+    Activations act;
+  };
+  // The slot of `backend`, added when new.
+  int SlotFor(kernels::Backend* backend);
+  kernels::Backend& backend(int slot) { return *slots_[static_cast<size_t>(slot)]->backend; }
+  const kernels::Backend& backend(int slot) const { return *slots_[static_cast<size_t>(slot)]->backend; }
+  Activations& act(int slot) { return slots_[static_cast<size_t>(slot)]->act; }
+  int num_slots() const { return static_cast<int>(slots_.size()); }
+  // Copies the given Activations fields (e.g. &Activations::hidden) from slot `from` to slot
+  // `to` (both already Reserve()d for this pass); nothing when from == to.
+  absl::Status MoveActivations(int from, int to, std::initializer_list<kernels::TensorView Activations::*> fields);
 
   ModelConfig config_;
   ModelDims dims_;
   kernels::DType dtype_;
-  kernels::Backend& backend_;
+  kernels::Backend& backend_;  // the backend given to LoadCausalLm (the default placement)
   std::vector<kernels::DeviceBuffer> buffers_;
   size_t weight_bytes_ = 0;
   std::vector<LoraSite> lora_sites_;
-  Activations act_;
+  std::vector<int> layer_slot_;  // [num_hidden_layers] the slot each decoder layer runs on
+
+ private:
+  std::vector<std::unique_ptr<DeviceSlot>> slots_;
+  std::vector<uint8_t> staging_;  // TransferActivations' host bounce buffer
 };
 
 // Workspace one matmul with `m` rows through `lin` needs (dense or quantized).

@@ -49,9 +49,12 @@ absl::StatusOr<LoraWeights> UploadLora(kernels::Backend& backend, std::span<cons
           " for rank ", m.rank, "; the module needs [", m.rank, ", ", first.in, "] and [", first.module_out,
           ", ", m.rank, "]"));
     }
-    absl::StatusOr<kernels::DeviceBuffer> a = UploadFloats(backend, m.a);
+    // The pair lives on the device of the layer that applies it (the slices of a fused module
+    // all belong to one layer, so one device).
+    kernels::Backend& target = first.backend != nullptr ? *first.backend : backend;
+    absl::StatusOr<kernels::DeviceBuffer> a = UploadFloats(target, m.a);
     if (!a.ok()) return a.status();
-    absl::StatusOr<kernels::DeviceBuffer> b = UploadFloats(backend, m.b);
+    absl::StatusOr<kernels::DeviceBuffer> b = UploadFloats(target, m.b);
     if (!b.ok()) return b.status();
     for (size_t i : matches) {
       const LoraSite& site = sites[i];
@@ -70,7 +73,8 @@ absl::StatusOr<LoraWeights> UploadLora(kernels::Backend& backend, std::span<cons
   return weights;
 }
 
-absl::Status MergeLora(kernels::Backend& backend, std::span<const LoraSite> sites, const LoraWeights& lora) {
+absl::Status MergeLora(kernels::Backend& default_backend, std::span<const LoraSite> sites,
+                       const LoraWeights& lora) {
   if (lora.num_sites() != sites.size()) {
     return absl::InvalidArgumentError(absl::StrCat("merge: the adapter has ", lora.num_sites(),
                                                    " LoRA sites; the model has ", sites.size()));
@@ -85,6 +89,7 @@ absl::Status MergeLora(kernels::Backend& backend, std::span<const LoraSite> site
     const kernels::LoraPair* pair = lora.site(i);
     if (pair == nullptr) continue;
     const LoraSite& site = sites[i];
+    kernels::Backend& backend = site.backend != nullptr ? *site.backend : default_backend;
     const int64_t r = pair->a.dim(0);
     std::vector<float> w(static_cast<size_t>(site.out * site.in)), a(static_cast<size_t>(r * site.in)),
         b(static_cast<size_t>(site.out * r));

@@ -36,6 +36,10 @@ struct LoraSite {
   int64_t row_offset = 0;  // first row of the module's output this site computes (fused modules)
   int64_t module_out = 0;  // the whole module's output features (== out unless fused)
   kernels::TensorView dense;  // [out, in] the site's dense weight rows; empty when quantized
+  // The backend of the layer that applies this site (not owned; the model's): adapter pairs
+  // for the site are uploaded there, so they sit on the layer's device when a model is split
+  // across devices. Null: the backend UploadLora/MergeLora are given.
+  kernels::Backend* backend = nullptr;
 };
 
 // Host-side weights of one adapter module (a view; engine/adapter's loader owns the data),
@@ -69,14 +73,16 @@ class LoraWeights {
   size_t bytes_ = 0;
 };
 
-// Uploads `modules` for the model whose sites are `sites`. INVALID_ARGUMENT naming the module
+// Uploads `modules` for the model whose sites are `sites`, each pair to its site's backend
+// (LoraSite::backend; `backend` for sites without one). INVALID_ARGUMENT naming the module
 // when a module matches no site, appears twice, or its A/B sizes do not fit the site's
 // in / module_out and its rank; RESOURCE_EXHAUSTED when the backend is out of memory.
 absl::StatusOr<LoraWeights> UploadLora(kernels::Backend& backend, std::span<const LoraSite> sites,
                                        std::span<const HostLoraModule> modules);
 
 // Folds `lora` into the dense weights of `sites` (W += s · B A per targeted site), as PEFT's
-// merge_and_unload; the weights are rounded back to their dtype. INVALID_ARGUMENT naming the
+// merge_and_unload, on each site's backend (`backend` for sites without one); the weights are
+// rounded back to their dtype. INVALID_ARGUMENT naming the
 // module (and changing nothing) when a targeted site is quantized. Not thread-safe with a
 // running forward: call it before the model serves.
 absl::Status MergeLora(kernels::Backend& backend, std::span<const LoraSite> sites, const LoraWeights& lora);

@@ -38,10 +38,39 @@ void FromF32(float f, kernels::DType t, uint8_t* p) {
   std::memcpy(p, &h, 2);
 }
 
+// "cpu:N" for logical CPU device N (DeviceName says "cpu" for every CPU device).
+std::string DeviceLabel(const kernels::Device& d) {
+  if (d.kind == kernels::DeviceKind::kCpu && d.index != 0) return absl::StrCat("cpu:", d.index);
+  return kernels::DeviceName(d);
+}
+
 }  // namespace
 
 WeightLoader::WeightLoader(const Checkpoint& checkpoint, kernels::Backend& backend, const LoadOptions& options)
-    : checkpoint_(checkpoint), backend_(backend), options_(options) {}
+    : checkpoint_(checkpoint), backend_(backend), target_(&backend), options_(options) {}
+
+absl::StatusOr<kernels::Backend*> WeightLoader::BackendOf(const std::string& tensor) const {
+  if (!options_.tensor_backend) return &backend_;
+  kernels::Backend* b = options_.tensor_backend(tensor);
+  if (b == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor \"", tensor, "\" has no device in the placement"));
+  }
+  return b;
+}
+
+absl::StatusOr<kernels::Backend*> WeightLoader::TargetFor(const std::string& tensor) {
+  KILN_ASSIGN_OR_RETURN(target_, BackendOf(tensor));
+  return target_;
+}
+
+absl::Status WeightLoader::CheckPlaced(const std::string& tensor) const {
+  if (!options_.tensor_backend) return absl::OkStatus();
+  KILN_ASSIGN_OR_RETURN(kernels::Backend * b, BackendOf(tensor));
+  if (b == target_) return absl::OkStatus();
+  return absl::UnimplementedError(absl::StrCat(
+      "tensor \"", tensor, "\" is placed on ", DeviceLabel(b->device()), " but the layer or module using it runs on ",
+      DeviceLabel(target_->device()), "; a decoder layer or module cannot be split across devices"));
+}
 
 absl::StatusOr<std::vector<uint8_t>> WeightLoader::ReadChecked(const std::string& name,
                                                                const std::vector<int64_t>& shape,
@@ -69,7 +98,8 @@ absl::StatusOr<kernels::TensorView> WeightLoader::Upload(const std::string& name
   const kernels::DType dst = options_.dtype;
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
-  if (src != dst && backend_.kind() != kernels::BackendKind::kCpu) {
+  kernels::Backend& backend = *target_;
+  if (src != dst && backend.kind() != kernels::BackendKind::kCpu) {
     // Convert on the host so device backends only ever receive bytes in the load dtype.
     std::vector<uint8_t> converted(static_cast<size_t>(numel) * kernels::DTypeSize(dst));
     for (int64_t i = 0; i < numel; ++i) {
@@ -79,11 +109,11 @@ absl::StatusOr<kernels::TensorView> WeightLoader::Upload(const std::string& name
     host = std::move(converted);
     src = dst;
   }
-  auto buf = backend_.Allocate(static_cast<size_t>(numel) * kernels::DTypeSize(dst));
+  auto buf = backend.Allocate(static_cast<size_t>(numel) * kernels::DTypeSize(dst));
   if (!buf.ok()) return buf.status();
   kernels::TensorView view(buf->data(), dst, std::span<const int64_t>(shape), buf->device());
-  absl::Status s = src == dst ? backend_.CopyFromHost(host.data(), view)
-                              : backend_.Convert(kernels::TensorView(host.data(), src, std::span<const int64_t>(shape)), view);
+  absl::Status s = src == dst ? backend.CopyFromHost(host.data(), view)
+                              : backend.Convert(kernels::TensorView(host.data(), src, std::span<const int64_t>(shape)), view);
   if (!s.ok()) return s;
   buffers_.push_back(std::move(*buf));
   ReportProgress(name, host.size());
@@ -103,14 +133,15 @@ absl::StatusOr<kernels::TensorView> WeightLoader::UploadRaw(const void* bytes, k
                                                             const std::vector<int64_t>& shape) {
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
-  KILN_ASSIGN_OR_RETURN(kernels::DeviceBuffer buf, backend_.Allocate(static_cast<size_t>(numel) * kernels::DTypeSize(dtype)));
+  KILN_ASSIGN_OR_RETURN(kernels::DeviceBuffer buf, target_->Allocate(static_cast<size_t>(numel) * kernels::DTypeSize(dtype)));
   kernels::TensorView view(buf.data(), dtype, std::span<const int64_t>(shape), buf.device());
-  KILN_RETURN_IF_ERROR(backend_.CopyFromHost(bytes, view));
+  KILN_RETURN_IF_ERROR(target_->CopyFromHost(bytes, view));
   buffers_.push_back(std::move(buf));
   return view;
 }
 
 absl::StatusOr<kernels::TensorView> WeightLoader::Load(const std::string& name, std::vector<int64_t> shape) {
+  KILN_RETURN_IF_ERROR(CheckPlaced(name));
   kernels::DType src;
   auto host = ReadChecked(name, shape, &src);
   if (!host.ok()) return host.status();
@@ -118,6 +149,7 @@ absl::StatusOr<kernels::TensorView> WeightLoader::Load(const std::string& name, 
 }
 
 absl::StatusOr<kernels::TensorView> WeightLoader::LoadTransposed(const std::string& name, int64_t rows, int64_t cols) {
+  KILN_RETURN_IF_ERROR(CheckPlaced(name));
   kernels::DType src;
   auto host = ReadChecked(name, {rows, cols}, &src);
   if (!host.ok()) return host.status();
@@ -133,6 +165,7 @@ absl::StatusOr<kernels::TensorView> WeightLoader::LoadTransposed(const std::stri
 
 absl::StatusOr<LinearWeights> WeightLoader::LoadLinear(const std::string& module_prefix, int64_t out, int64_t in,
                                                        bool bias, LinearLayout layout) {
+  KILN_RETURN_IF_ERROR(CheckPlaced(module_prefix + ".weight"));
   LinearWeights lin;
   if (options_.prequantized.has_value() && options_.prequantized->IsQuantized(module_prefix)) {
     return LoadPrequantized(module_prefix, out, in, bias, layout);

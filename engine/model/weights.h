@@ -6,7 +6,8 @@
 // quantized on load (LoadOptions::bitsandbytes and its ShouldQuantize), or pre-quantized
 // (tensors like <module>.SCB / <module>.weight.absmax / <module>.qweight in the checkpoint).
 //
-// Every tensor is read with pread (never through the map, so a file truncated under us is an
+// Every tensor is uploaded to the loader's target backend (TargetFor; a model split across
+// devices moves the target module by module), read with pread (never through the map, so a file truncated under us is an
 // error, not a SIGBUS), converted, and copied into its own DeviceBuffer. After loading, an
 // architecture calls CheckAllUsed so an unexpected tensor (a checkpoint for another shape or
 // architecture) is INVALID_ARGUMENT naming it.
@@ -32,6 +33,15 @@ class WeightLoader {
   WeightLoader(const Checkpoint& checkpoint, kernels::Backend& backend, const LoadOptions& options);
 
   bool Has(const std::string& name) const { return checkpoint_.Find(name).has_value(); }
+
+  // Placement (LoadOptions::tensor_backend): the backend `tensor` is placed on; the loader's
+  // backend when the options place nothing. INVALID_ARGUMENT naming the tensor when the
+  // placement gives none.
+  absl::StatusOr<kernels::Backend*> BackendOf(const std::string& tensor) const;
+  // Makes BackendOf(tensor) the target of the loads that follow (an architecture calls it once
+  // per decoder layer or top-level module) and returns it. Every tensor loaded afterwards must
+  // be placed on the target too, else UNIMPLEMENTED naming the tensor and both devices.
+  absl::StatusOr<kernels::Backend*> TargetFor(const std::string& tensor);
   // The tensor as stored ([d0, d1, ...] must equal `shape`), in the load dtype.
   absl::StatusOr<kernels::TensorView> Load(const std::string& name, std::vector<int64_t> shape);
   // A stored [rows, cols] matrix returned as [cols, rows] (GPT-2 Conv1D weights).
@@ -64,6 +74,8 @@ class WeightLoader {
   absl::StatusOr<kernels::TensorView> UploadRaw(const void* bytes, kernels::DType dtype,
                                                 const std::vector<int64_t>& shape);
   void ReportProgress(const std::string& name, uint64_t checkpoint_bytes);
+  // OK when no placement is given or `tensor` is placed on the current target.
+  absl::Status CheckPlaced(const std::string& tensor) const;
   // The weight as fp32 values rounded through the load dtype, [out, in] whatever the layout.
   absl::StatusOr<std::vector<float>> ReadLinearWeight(const std::string& name, int64_t out, int64_t in,
                                                       LinearLayout layout, uint64_t* checkpoint_bytes);
@@ -77,6 +89,7 @@ class WeightLoader {
 
   const Checkpoint& checkpoint_;
   kernels::Backend& backend_;
+  kernels::Backend* target_;  // where uploads go: backend_ unless TargetFor moved it
   LoadOptions options_;
   std::set<std::string> used_;
   std::vector<kernels::DeviceBuffer> buffers_;

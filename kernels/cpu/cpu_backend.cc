@@ -112,12 +112,14 @@ absl::Status CheckFloat(const char* op, const char* arg, const TensorView& v,
   return CheckView(op, arg, v, rank, false);
 }
 
-CpuBackend::CpuBackend(int num_threads) : runner_(num_threads) {
+CpuBackend::CpuBackend(int num_threads, int logical_device)
+    : runner_(num_threads), logical_device_(logical_device) {
   openblas_set_num_threads(num_threads);
 }
 
 std::string CpuBackend::Describe() const {
-  return absl::StrCat("cpu (", runner_.num_threads(), " threads, OpenBLAS ",
+  return absl::StrCat("cpu", logical_device_ == 0 ? "" : absl::StrCat(" logical device ", logical_device_),
+                      " (", runner_.num_threads(), " threads, OpenBLAS ",
                       openblas_get_num_threads(), " threads)");
 }
 
@@ -127,7 +129,7 @@ absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
   if (p == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
   }
-  return DeviceBuffer(p, bytes, Device{}, this);
+  return DeviceBuffer(p, bytes, device(), this);
 }
 
 void CpuBackend::Free(void* data, size_t /*bytes*/) { std::free(data); }
@@ -366,9 +368,13 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOption
   if (options.num_threads < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cpu backend: num_threads ", options.num_threads, " < 0"));
   }
+  if (options.logical_device < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu backend: logical_device ", options.logical_device, " < 0"));
+  }
   int n = options.num_threads;
   if (n == 0) n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  return std::unique_ptr<Backend>(new CpuBackend(n));
+  return std::unique_ptr<Backend>(new CpuBackend(n, options.logical_device));
 }
 
 }  // namespace kiln::kernels::cpu

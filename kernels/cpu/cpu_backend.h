@@ -22,9 +22,15 @@ namespace kiln::kernels::cpu {
 
 struct CpuBackendOptions {
   int num_threads = 0;  // 0: std::thread::hardware_concurrency()
+  // Which logical CPU device this backend is: device() reports {kCpu, logical_device} and
+  // every buffer it allocates carries that device. 0 (the default) is the host CPU as it has
+  // always been. Distinct indices let one process hold several CPU backends that the engine
+  // treats as separate devices (multi-device placement tested without GPUs, issue #7); the
+  // memory is host memory all the same.
+  int logical_device = 0;
 };
 
-// Never fails for valid options; INVALID_ARGUMENT for num_threads < 0.
+// Never fails for valid options; INVALID_ARGUMENT for num_threads < 0 or logical_device < 0.
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options);
 
 }  // namespace kiln::kernels::cpu

@@ -18,10 +18,10 @@ inline constexpr int64_t kSmallM = 4;
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int num_threads);
+  explicit CpuBackend(int num_threads, int logical_device = 0);
 
   BackendKind kind() const override { return BackendKind::kCpu; }
-  Device device() const override { return Device{}; }
+  Device device() const override { return Device{DeviceKind::kCpu, logical_device_}; }
   std::string Describe() const override;
 
   void Free(void* data, size_t bytes) override;
@@ -64,6 +64,7 @@ class CpuBackend final : public Backend {
 
  private:
   ParallelRunner runner_;
+  int logical_device_ = 0;  // CpuBackendOptions::logical_device
 };
 
 // ---- helpers shared by the .cc files ----------------------------------------------------

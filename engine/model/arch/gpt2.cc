@@ -34,8 +34,11 @@ class Gpt2Model final : public DecoderModelBase {
   absl::Status Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) override;
 
  private:
+  size_t Workspace(int slot, const BatchPlan& plan, int64_t tokens, int64_t rows) const;
+
   kernels::TensorView wte_, wpe_, lnf_w_, lnf_b_, lm_head_;
   std::vector<Gpt2Layer> layers_;
+  int wte_slot_ = 0, wpe_slot_ = 0, lnf_slot_ = 0, head_slot_ = 0;
 };
 
 // Conv1D stores [in, out]; LoadLinear transposes (before quantizing, as transformers does).
@@ -57,10 +60,16 @@ absl::Status Gpt2Model::Load(const Checkpoint& checkpoint, const LoadOptions& op
   WeightLoader w(checkpoint, backend_, options);
   const std::string root = w.Has("transformer.wte.weight") || !w.Has("wte.weight") ? "transformer." : "";
   const int64_t h = dims_.hidden;
+  KILN_ASSIGN_OR_RETURN(kernels::Backend * b, w.TargetFor(root + "wte.weight"));
+  wte_slot_ = SlotFor(b);
   KILN_ASSIGN_OR_RETURN(wte_, w.Load(root + "wte.weight", {dims_.vocab, h}));
+  KILN_ASSIGN_OR_RETURN(b, w.TargetFor(root + "wpe.weight"));
+  wpe_slot_ = SlotFor(b);
   KILN_ASSIGN_OR_RETURN(wpe_, w.Load(root + "wpe.weight", {c.max_position_embeddings, h}));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = absl::StrCat(root, "h.", l, ".");
+    KILN_ASSIGN_OR_RETURN(b, w.TargetFor(p + "ln_1.weight"));
+    layer_slot_.push_back(SlotFor(b));
     Gpt2Layer layer;
     KILN_ASSIGN_OR_RETURN(layer.ln1_w, w.Load(p + "ln_1.weight", {h}));
     KILN_ASSIGN_OR_RETURN(layer.ln1_b, w.Load(p + "ln_1.bias", {h}));
@@ -80,19 +89,24 @@ absl::Status Gpt2Model::Load(const Checkpoint& checkpoint, const LoadOptions& op
     // LoRA sites carry transformers' module names (GPT2LMHeadModel: "transformer.h.N..."),
     // whatever prefix the checkpoint used; c_attn is fused, its q/k/v are three slices.
     const std::string m = absl::StrCat("transformer.h.", l, ".");
-    AddLoraSite(layer.attn.q, m + "attn.c_attn", 0, 3 * h);
-    AddLoraSite(layer.attn.k, m + "attn.c_attn", h, 3 * h);
-    AddLoraSite(layer.attn.v, m + "attn.c_attn", 2 * h, 3 * h);
-    AddLoraSite(layer.attn.o, m + "attn.c_proj");
-    AddLoraSite(layer.mlp.fc, m + "mlp.c_fc");
-    AddLoraSite(layer.mlp.proj, m + "mlp.c_proj");
+    AddLoraSite(*b, layer.attn.q, m + "attn.c_attn", 0, 3 * h);
+    AddLoraSite(*b, layer.attn.k, m + "attn.c_attn", h, 3 * h);
+    AddLoraSite(*b, layer.attn.v, m + "attn.c_attn", 2 * h, 3 * h);
+    AddLoraSite(*b, layer.attn.o, m + "attn.c_proj");
+    AddLoraSite(*b, layer.mlp.fc, m + "mlp.c_fc");
+    AddLoraSite(*b, layer.mlp.proj, m + "mlp.c_proj");
     layers_.push_back(layer);
   }
+  KILN_ASSIGN_OR_RETURN(b, w.TargetFor(root + "ln_f.weight"));
+  lnf_slot_ = SlotFor(b);
   KILN_ASSIGN_OR_RETURN(lnf_w_, w.Load(root + "ln_f.weight", {h}));
   KILN_ASSIGN_OR_RETURN(lnf_b_, w.Load(root + "ln_f.bias", {h}));
   if (c.tie_word_embeddings) {
-    lm_head_ = wte_;
+    lm_head_ = wte_;  // a tied head is wte's storage, on its device
+    head_slot_ = wte_slot_;
   } else {
+    KILN_ASSIGN_OR_RETURN(b, w.TargetFor("lm_head.weight"));
+    head_slot_ = SlotFor(b);
     KILN_ASSIGN_OR_RETURN(lm_head_, w.Load("lm_head.weight", {dims_.vocab, h}));
   }
   const bool tied = c.tie_word_embeddings;
@@ -106,35 +120,53 @@ absl::Status Gpt2Model::Load(const Checkpoint& checkpoint, const LoadOptions& op
   return absl::OkStatus();
 }
 
+size_t Gpt2Model::Workspace(int slot, const BatchPlan& plan, int64_t tokens, int64_t rows) const {
+  const kernels::Backend& be = backend(slot);
+  size_t ws = std::max(be.AttentionWorkspaceBytes(plan.max_kv_len), LoraSiteWorkspace(be, plan.lora, tokens));
+  if (rows > 0) ws = std::max(ws, be.MatmulWorkspaceBytes(rows, dims_.vocab, dims_.hidden, lm_head_.dtype()));
+  for (size_t i = 0; i < layers_.size(); ++i) {  // every layer: skip modules may leave some dense
+    if (layer_slot_[i] != slot) continue;
+    const Gpt2Layer& l = layers_[i];
+    for (const LinearWeights* lin : {&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.fc, &l.mlp.proj}) {
+      ws = std::max(ws, LinearWorkspace(be, *lin, tokens));
+    }
+  }
+  return ws;
+}
+
 absl::Status Gpt2Model::Forward(const ForwardBatch& batch, KvCache& cache, ForwardOutput* out) {
   KILN_RETURN_IF_ERROR(CheckCacheShape(cache, config_.num_hidden_layers, dims_));
   KILN_ASSIGN_OR_RETURN(BatchPlan plan, PlanBatch(batch, cache, config_.max_position_embeddings, lora_sites_.size()));
   const int64_t t = plan.num_tokens(), r = static_cast<int64_t>(plan.logit_rows.size());
-  size_t ws = std::max({backend_.AttentionWorkspaceBytes(plan.max_kv_len),
-                        backend_.MatmulWorkspaceBytes(r, dims_.vocab, dims_.hidden, lm_head_.dtype()),
-                        LoraSiteWorkspace(backend_, plan.lora, t)});
-  for (const Gpt2Layer& l : layers_) {  // every layer: skip modules may leave some dense
-    for (const LinearWeights* lin : {&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.fc, &l.mlp.proj}) {
-      ws = std::max(ws, LinearWorkspace(backend_, *lin, t));
-    }
+  for (int s = 0; s < num_slots(); ++s) {  // one arena per device; logit rows only on the head's
+    const int64_t rows = s == head_slot_ ? r : 0;
+    KILN_RETURN_IF_ERROR(act(s).Reserve(backend(s), dims_, t, rows, Workspace(s, plan, t, rows)));
   }
-  KILN_RETURN_IF_ERROR(act_.Reserve(backend_, dims_, t, r, ws));
   const float eps = static_cast<float>(config_.norm_eps);
-  KILN_RETURN_IF_ERROR(backend_.Embedding(wte_, plan.token_ids, act_.hidden));
-  KILN_RETURN_IF_ERROR(backend_.Embedding(wpe_, plan.positions, act_.normed));
-  KILN_RETURN_IF_ERROR(backend_.Add(act_.hidden, act_.normed, act_.hidden));
+  KILN_RETURN_IF_ERROR(backend(wte_slot_).Embedding(wte_, plan.token_ids, act(wte_slot_).hidden));
+  KILN_RETURN_IF_ERROR(MoveActivations(wte_slot_, wpe_slot_, {&Activations::hidden}));
+  int cur = wpe_slot_;
+  KILN_RETURN_IF_ERROR(backend(cur).Embedding(wpe_, plan.positions, act(cur).normed));
+  KILN_RETURN_IF_ERROR(backend(cur).Add(act(cur).hidden, act(cur).normed, act(cur).hidden));
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Gpt2Layer& layer = layers_[l];
-    KILN_RETURN_IF_ERROR(backend_.LayerNorm(act_.hidden, layer.ln1_w, layer.ln1_b, eps, act_.normed));
-    KILN_RETURN_IF_ERROR(SelfAttention(backend_, layer.attn, /*rope=*/nullptr, plan,
-                                       cache.layer(static_cast<int64_t>(l)), act_, act_.normed, act_.proj));
-    KILN_RETURN_IF_ERROR(backend_.Add(act_.hidden, act_.proj, act_.hidden));
-    KILN_RETURN_IF_ERROR(backend_.LayerNorm(act_.hidden, layer.ln2_w, layer.ln2_b, eps, act_.normed));
-    KILN_RETURN_IF_ERROR(GeluMlp(backend_, layer.mlp, plan.lora, act_, act_.normed, act_.proj));
-    KILN_RETURN_IF_ERROR(backend_.Add(act_.hidden, act_.proj, act_.hidden));
+    KILN_RETURN_IF_ERROR(MoveActivations(cur, layer_slot_[l], {&Activations::hidden}));  // the residual stream
+    cur = layer_slot_[l];
+    kernels::Backend& be = backend(cur);
+    Activations& a = act(cur);
+    KILN_RETURN_IF_ERROR(be.LayerNorm(a.hidden, layer.ln1_w, layer.ln1_b, eps, a.normed));
+    KILN_RETURN_IF_ERROR(SelfAttention(be, layer.attn, /*rope=*/nullptr, plan,
+                                       cache.layer(static_cast<int64_t>(l)), a, a.normed, a.proj));
+    KILN_RETURN_IF_ERROR(be.Add(a.hidden, a.proj, a.hidden));
+    KILN_RETURN_IF_ERROR(be.LayerNorm(a.hidden, layer.ln2_w, layer.ln2_b, eps, a.normed));
+    KILN_RETURN_IF_ERROR(GeluMlp(be, layer.mlp, plan.lora, a, a.normed, a.proj));
+    KILN_RETURN_IF_ERROR(be.Add(a.hidden, a.proj, a.hidden));
   }
-  KILN_RETURN_IF_ERROR(backend_.LayerNorm(act_.hidden, lnf_w_, lnf_b_, eps, act_.normed));
-  return ComputeLogits(backend_, lm_head_, plan, act_, act_.normed, out);
+  KILN_RETURN_IF_ERROR(MoveActivations(cur, lnf_slot_, {&Activations::hidden}));
+  cur = lnf_slot_;
+  KILN_RETURN_IF_ERROR(backend(cur).LayerNorm(act(cur).hidden, lnf_w_, lnf_b_, eps, act(cur).normed));
+  KILN_RETURN_IF_ERROR(MoveActivations(cur, head_slot_, {&Activations::normed}));
+  return ComputeLogits(backend(head_slot_), lm_head_, plan, act(head_slot_), act(head_slot_).normed, out);
 }
 
 }  // namespace
