@@ -34,7 +34,10 @@ struct EngineLimits {
   int64_t max_adapter_device_bytes = int64_t{1} << 30;
   int32_t max_resident_adapters = 64;
   int64_t max_adapter_host_bytes = int64_t{4} << 30;
-  int32_t max_loaded_models = 8;
+  int32_t max_loaded_models = 8;          // resident (ready or loading) models; LRU eviction beyond
+  // Idle models (no request in flight) are evicted after this long without a request; 0 = never.
+  // LoadModel's keep_alive_ms overrides it per model (negative = never).
+  int64_t default_keep_alive_ms = 0;
   // Serving at load (engine/sched, engine/kv), per model.
   int32_t max_running_requests = 16;       // sequences in one step's batch
   int32_t max_batched_tokens = 2048;       // new tokens in one step's batch (prefill chunks + decodes)
@@ -47,6 +50,11 @@ struct EngineLimits {
   // entry of the device inventory the planner and the memory ledger start from. 0 = the
   // machine's physical memory (placement_glue.h CpuMemoryBudget).
   int64_t cpu_memory_bytes = 0;
+  // Logical CPU devices (issue #7): entry i is the byte budget of accelerator i, a CPU backend
+  // created with kernels::BackendOptions::logical_device = i + 1 that the planner sees as GPU
+  // i (device_map/max_memory key "i"), so multi-device placement and execution run without a
+  // GPU. Empty (the default): the inventory is the CPU alone. placement_glue.h DeviceInventory.
+  std::vector<int64_t> logical_cpu_device_bytes;
 };
 
 struct EngineOptions {

@@ -177,12 +177,48 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const std::s
                                         tokenizer_limits);
 }
 
+// Makes the ledger's `kind` reservations on every device of `backends` equal what was really
+// allocated there (`actual`, by kernels device; devices absent from it hold 0).
+absl::Status TrueUp(placement::MemoryLedger& ledger, std::vector<placement::Reservation>* held,
+                    const DeviceBackends& backends, placement::MemoryKind kind, const std::string& owner,
+                    const std::vector<DeviceBytes>& actual) {
+  for (const DeviceBytes& d : actual) {
+    if (d.bytes > 0 && !PlannerDeviceOf(backends, d.device).has_value()) {
+      return absl::InternalError(absl::StrCat("memory on ", kernels::DeviceName(d.device), " index ", d.device.index,
+                                              " belongs to no planner device"));
+    }
+  }
+  for (const auto& [device, backend] : backends) {
+    int64_t bytes = 0;
+    for (const DeviceBytes& d : actual) {
+      if (d.device == backend->device()) bytes += static_cast<int64_t>(d.bytes);
+    }
+    KILN_RETURN_IF_ERROR(ReserveExactly(ledger, held, device, kind, owner, bytes));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<LoadedModel> LoadResidentModel(
     const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
     kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress,
     placement::MemoryLedger* ledger) {
+  return LoadResidentModel(options, store, limits, DeviceBackends{{placement::Device::Cpu(), &backend}}, progress,
+                           ledger);
+}
+
+absl::StatusOr<LoadedModel> LoadResidentModel(
+    const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
+    const DeviceBackends& backends, const std::function<void(const LoadProgressEvent&)>& progress,
+    placement::MemoryLedger* ledger) {
+  KILN_RETURN_IF_ERROR(ValidateDeviceBackends(backends));
+  // The default backend (LoadCausalLm's; everything when one device): the host CPU's if
+  // listed, else the only or first entry.
+  kernels::Backend& backend =
+      *(backends.count(placement::Device::Cpu()) ? backends.at(placement::Device::Cpu()) : backends.begin()->second);
+  std::vector<placement::Device> executable;
+  for (const auto& [device, unused] : backends) executable.push_back(device);
   KILN_ASSIGN_OR_RETURN(std::optional<quant::BnbQuantConfig> bnb, CheckOptions(options));
   KILN_ASSIGN_OR_RETURN(PlacementOptions placement_options, ParsePlacementOptions(options));
   // Without the engine's ledger, this load is accounted in its own (declared before the
@@ -233,7 +269,7 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   report(Stage::kPlanning, "planning the device map");
   KILN_ASSIGN_OR_RETURN(ModelPlacement placed,
                         PlanModelPlacement(config, dtype, bnb, placement_options, FreeInventory(*ledger),
-                                           checkpoint.get()));
+                                           checkpoint.get(), executable));
   int64_t max_seq_len = config.max_position_embeddings;
   if (options.max_seq_len > 0) {
     if (options.max_seq_len > config.max_position_embeddings) {
@@ -249,8 +285,20 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   // Reserve before allocating: a model that cannot fit is refused here, with the ledger's
   // bytes requested/available, before a weight is read.
   KILN_ASSIGN_OR_RETURN(reservations, ReservePlanned(*ledger, placed.plan, served_name));
-  KILN_RETURN_IF_ERROR(ReserveExactly(*ledger, &reservations, placement::Device::Cpu(),
-                                      placement::MemoryKind::kKv, served_name, kv_plan.bytes));
+  // Each layer's K/V lives on its layer's device (one device: all of it there).
+  const bool split = backends.size() > 1;
+  const placement::Device single_device = backends.begin()->first;
+  std::map<placement::Device, int64_t> kv_planned;
+  if (split) {
+    const std::vector<placement::Device> layer_devices = LayerDevices(placed.layout, placed.plan);
+    const int64_t per_layer = config.num_hidden_layers > 0 ? kv_plan.bytes / config.num_hidden_layers : 0;
+    for (const placement::Device& d : layer_devices) kv_planned[d] += per_layer;
+  } else {
+    kv_planned[single_device] = kv_plan.bytes;
+  }
+  for (const auto& [device, bytes] : kv_planned) {
+    KILN_RETURN_IF_ERROR(ReserveExactly(*ledger, &reservations, device, placement::MemoryKind::kKv, served_name, bytes));
+  }
 
   LoadProgressEvent weights{.stage = Stage::kLoadingWeights, .message = "loading weights"};
   weights.bytes_total = static_cast<int64_t>(checkpoint->total_tensor_bytes());
@@ -258,6 +306,7 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   if (progress) progress(weights);
   LoadOptions load_options{.dtype = dtype};
   load_options.bitsandbytes = bnb;
+  if (split) load_options.tensor_backend = TensorBackends(placed.plan, backends);
   load_options.progress = [&](const LoadProgress& p) {
     weights.message = p.tensor;
     weights.tensors_done = static_cast<int32_t>(p.tensors_done);
@@ -272,15 +321,13 @@ absl::StatusOr<LoadedModel> LoadResidentModel(
   checkpoint.reset();  // weights were copied into backend memory; drop the maps
   // The plan counts what transformers counts (4-bit = half a byte per weight); the model also
   // holds quantization state (absmax, SCB), so the ledger gets the real figure now.
-  KILN_RETURN_IF_ERROR(ReserveExactly(*ledger, &reservations, placement::Device::Cpu(),
-                                      placement::MemoryKind::kWeights, served_name,
-                                      static_cast<int64_t>(model->weight_bytes())));
+  KILN_RETURN_IF_ERROR(TrueUp(*ledger, &reservations, backends, placement::MemoryKind::kWeights, served_name,
+                              model->weight_bytes_by_device()));
 
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
                         model->CreateKvCache({.num_blocks = kv_plan.num_blocks, .block_size = kv_plan.block_size}));
-  KILN_RETURN_IF_ERROR(ReserveExactly(*ledger, &reservations, placement::Device::Cpu(),
-                                      placement::MemoryKind::kKv, served_name,
-                                      static_cast<int64_t>(kv->bytes())));
+  KILN_RETURN_IF_ERROR(TrueUp(*ledger, &reservations, backends, placement::MemoryKind::kKv, served_name,
+                              kv->bytes_by_device()));
 
   report(Stage::kWarmingUp, "warm-up forward pass");
   {

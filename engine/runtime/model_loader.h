@@ -7,10 +7,11 @@
 // layout (sizes for the resolved dtype and any bitsandbytes config, so a 4-bit model fits where
 // fp32 would not) is planned with the device-map planner against what the memory ledger has
 // free now, honouring device_map (a strategy, one device, or an explicit module map that must
-// cover every parameter) and max_memory. On this build the inventory is the CPU only, so every
-// strategy gives {"": "cpu"}, and GPU names ("cuda:0", 0) are INVALID_ARGUMENT naming the
-// device, as transformers refuses them on a machine without a GPU. ModelInfo.device_map is the
-// plan's hf_device_map.
+// cover every parameter) and max_memory. With the CPU alone in the inventory every strategy
+// gives {"": "cpu"}, and GPU names ("cuda:0", 0) are INVALID_ARGUMENT naming the device, as
+// transformers refuses them on a machine without a GPU; with logical CPU devices (or GPUs) and
+// a backend per device, models split across them. ModelInfo.device_map is the plan's
+// hf_device_map.
 //
 // Memory: the planned weight bytes and the KV cache bytes are reserved in the ledger (owner =
 // served name, kinds kWeights / kKv) before they are allocated, and trued up to the real
@@ -39,6 +40,7 @@
 #include "engine/runtime/api_types.h"
 #include "engine/runtime/engine_options.h"
 #include "engine/runtime/model_runtime.h"
+#include "engine/runtime/placement_glue.h"
 #include "kernels/backend.h"
 
 namespace kiln::engine {
@@ -60,6 +62,18 @@ struct LoadedModel {
 absl::StatusOr<LoadedModel> LoadResidentModel(
     const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
     kernels::Backend& backend, const std::function<void(const LoadProgressEvent&)>& progress,
+    placement::MemoryLedger* ledger = nullptr);
+
+// Several devices (issue #7): `backends` names the backend of each planner device (placement_glue.h
+// DeviceBackends; e.g. {cpu: host backend, 0: logical CPU device 1, 1: logical CPU device 2}).
+// The plan may use any device of the table that the ledger lists; each tensor is uploaded to
+// its device's backend, each decoder layer runs (and keeps its KV) there, and the ledger gets
+// weight and KV reservations per device, trued up to what each device really holds. The
+// single-backend overload above is this with {cpu: &backend}. INVALID_ARGUMENT for a bad
+// table (ValidateDeviceBackends); otherwise as above.
+absl::StatusOr<LoadedModel> LoadResidentModel(
+    const LoadModelOptions& options, const ModelStore& store, const EngineLimits& limits,
+    const DeviceBackends& backends, const std::function<void(const LoadProgressEvent&)>& progress,
     placement::MemoryLedger* ledger = nullptr);
 
 }  // namespace kiln::engine

@@ -29,7 +29,84 @@ int64_t CpuMemoryBudget(const EngineLimits& limits) {
 }
 
 std::vector<DeviceCapacity> DeviceInventory(const EngineLimits& limits) {
-  return {DeviceCapacity{Device::Cpu(), CpuMemoryBudget(limits)}};
+  std::vector<DeviceCapacity> out;
+  for (size_t i = 0; i < limits.logical_cpu_device_bytes.size(); ++i) {
+    out.push_back(DeviceCapacity{Device::Gpu(static_cast<int>(i)), limits.logical_cpu_device_bytes[i]});
+  }
+  out.push_back(DeviceCapacity{Device::Cpu(), CpuMemoryBudget(limits)});
+  return out;
+}
+
+absl::Status ValidateDeviceBackends(const DeviceBackends& backends) {
+  if (backends.empty()) return absl::InvalidArgumentError("device backends: none given");
+  for (auto it = backends.begin(); it != backends.end(); ++it) {
+    if (it->second == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("device backends: ", it->first.Name(), " has no backend"));
+    }
+    for (auto other = backends.begin(); other != it; ++other) {
+      if (other->second->device() == it->second->device()) {
+        return absl::InvalidArgumentError(absl::StrCat("device backends: ", other->first.Name(), " and ",
+                                                       it->first.Name(), " report the same kernels device"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::optional<Device> PlannerDeviceOf(const DeviceBackends& backends, const kernels::Device& device) {
+  for (const auto& [planned, backend] : backends) {
+    if (backend != nullptr && backend->device() == device) return planned;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+std::optional<Device> LongestPrefixDevice(const placement::PlacementPlan& plan, const std::string& name) {
+  std::optional<Device> best;
+  size_t best_len = 0;
+  for (const auto& [prefix, device] : plan.device_map) {
+    const bool covers = prefix.empty() || name == prefix ||
+                        (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
+                         name[prefix.size()] == '.');
+    if (covers && (!best.has_value() || prefix.size() >= best_len)) {
+      best = device;
+      best_len = prefix.size();
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+std::optional<Device> PlannedDeviceOf(const placement::PlacementPlan& plan, const std::string& name) {
+  std::optional<Device> d = LongestPrefixDevice(plan, name);
+  // A "" entry covers everything; a GPT-2 checkpoint without "transformer." is only covered by
+  // its module's real (prefixed) name otherwise.
+  if (!d.has_value()) d = LongestPrefixDevice(plan, "transformer." + name);
+  return d;
+}
+
+std::function<kernels::Backend*(const std::string&)> TensorBackends(const placement::PlacementPlan& plan,
+                                                                   const DeviceBackends& backends) {
+  return [plan, backends](const std::string& tensor) -> kernels::Backend* {
+    std::optional<Device> d = PlannedDeviceOf(plan, tensor);
+    if (!d.has_value()) return nullptr;
+    auto it = backends.find(*d);
+    return it == backends.end() ? nullptr : it->second;
+  };
+}
+
+std::vector<Device> LayerDevices(const placement::ModelLayout& layout, const placement::PlacementPlan& plan) {
+  std::vector<Device> out;
+  for (const placement::ModuleInfo& m : layout.modules) {
+    if (std::find(layout.no_split_module_classes.begin(), layout.no_split_module_classes.end(), m.class_name) ==
+        layout.no_split_module_classes.end()) {
+      continue;
+    }
+    out.push_back(PlannedDeviceOf(plan, m.name).value_or(Device::Cpu()));
+  }
+  return out;
 }
 
 absl::StatusOr<PlacementOptions> ParsePlacementOptions(const LoadModelOptions& options) {
@@ -61,7 +138,8 @@ absl::StatusOr<ModelPlacement> PlanModelPlacement(const ModelConfig& config, ker
                                                   const std::optional<quant::BnbQuantConfig>& bnb,
                                                   const PlacementOptions& options,
                                                   const std::vector<DeviceCapacity>& inventory,
-                                                  const Checkpoint* checkpoint) {
+                                                  const Checkpoint* checkpoint,
+                                                  const std::vector<Device>& executable) {
   ModelPlacement out;
   KILN_ASSIGN_OR_RETURN(out.layout, placement::BuildModelLayout(config, {.dtype = dtype, .bnb = bnb}));
   placement::PlacementRequest request;
@@ -73,14 +151,15 @@ absl::StatusOr<ModelPlacement> PlanModelPlacement(const ModelConfig& config, ker
   request.bnb_fp32_cpu_offload = bnb.has_value() && bnb->fp32_cpu_offload;
   KILN_ASSIGN_OR_RETURN(out.plan, placement::PlanDeviceMap(request));
 
-  // The CPU backend is the only executor in this build; a plan naming anything else (possible
-  // once the inventory lists more devices) must fail here, before a byte is allocated.
+  // A plan naming a device no backend executes must fail here, before a byte is allocated.
   for (size_t i = 0; i < out.plan.tensor_devices.size() && i < out.layout.tensors.size(); ++i) {
     const Device& d = out.plan.tensor_devices[i];
-    if (d != Device::Cpu()) {
-      return absl::UnimplementedError(absl::StrCat(
-          "device_map: ", out.layout.tensors[i].name, " is placed on ", d.Name(),
-          ", but this build executes models on the cpu only"));
+    if (std::find(executable.begin(), executable.end(), d) == executable.end()) {
+      std::string names;
+      for (const Device& e : executable) absl::StrAppend(&names, names.empty() ? "" : ", ", e.Name());
+      return absl::UnimplementedError(absl::StrCat("device_map: ", out.layout.tensors[i].name, " is placed on ",
+                                                   d.Name(), ", but this engine executes models on ", names,
+                                                   " only"));
     }
   }
   if (checkpoint != nullptr) {

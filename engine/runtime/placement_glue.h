@@ -8,11 +8,13 @@
 //   3. ReservePlanned(ledger, plan, owner)       weights reserved per device before allocating
 //   4. ReserveExactly(...) after the allocation  trues the reservation up to the real bytes
 //
-// The device inventory of this build is {"cpu": CpuMemoryBudget(limits)}: the engine has one
-// backend (the CPU). GPU names in max_memory or device_map therefore resolve as transformers
-// does on a machine without a GPU: INVALID_ARGUMENT naming the device ("cuda:0 is not
-// available; devices: cpu"). A plan that puts a tensor on any device other than the CPU is
-// UNIMPLEMENTED (multi-device execution is not in this build).
+// The device inventory is {"cpu": CpuMemoryBudget(limits)}, plus accelerators 0..n-1 when
+// limits.logical_cpu_device_bytes configures logical CPU devices (each executed by its own CPU
+// backend; the planner treats them exactly as GPUs, so "auto"/"balanced"/"sequential" and
+// max_memory {"0": ..., "1": ...} split models across them). GPU names the inventory lacks
+// resolve as transformers does on a machine without them: INVALID_ARGUMENT naming the device
+// ("cuda:0 is not available; devices: cpu"). A plan that puts a tensor on a device without a
+// backend (DeviceBackends) is UNIMPLEMENTED naming the tensor and device.
 //
 // Thread-safety: free functions; the ledger is internally synchronized. Planning reads a
 // snapshot of the ledger, so two concurrent loads may both plan against the same free bytes:
@@ -21,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -36,6 +39,7 @@
 #include "engine/quant/bnb_config.h"
 #include "engine/runtime/api_types.h"
 #include "engine/runtime/engine_options.h"
+#include "kernels/backend.h"
 #include "kernels/dtype.h"
 
 namespace kiln::engine {
@@ -45,9 +49,34 @@ class Checkpoint;
 // limits.cpu_memory_bytes when > 0, else the machine's physical memory (sysconf), else 0.
 int64_t CpuMemoryBudget(const EngineLimits& limits);
 
-// The device inventory this build serves from: {cpu: CpuMemoryBudget(limits)}. The engine
-// creates its MemoryLedger from it (placement::MemoryLedger::Create(DeviceInventory(limits))).
+// The device inventory this build serves from: GPU i (a logical CPU device) with
+// limits.logical_cpu_device_bytes[i] for each configured one, then {cpu: CpuMemoryBudget(limits)}.
+// The engine creates its MemoryLedger from it (placement::MemoryLedger::Create(DeviceInventory(limits))).
 std::vector<placement::DeviceCapacity> DeviceInventory(const EngineLimits& limits);
+
+// The backend that executes each planner device (not owned). placement::Device::Cpu() is the
+// host CPU backend; Device::Gpu(i) a CUDA device or logical CPU device i. Every backend must
+// report a distinct kernels::Device (CPU backends: distinct logical_device indices).
+using DeviceBackends = std::map<placement::Device, kernels::Backend*>;
+
+// INVALID_ARGUMENT for an empty table, a null backend, or two entries whose backends report
+// the same kernels::Device.
+absl::Status ValidateDeviceBackends(const DeviceBackends& backends);
+
+// The planner device whose backend reports `device`; nullopt when none does.
+std::optional<placement::Device> PlannerDeviceOf(const DeviceBackends& backends, const kernels::Device& device);
+
+// The device of a module or tensor name under `plan` as accelerate dispatches it: the longest
+// device_map prefix equal to the name or followed by "." ("" covers everything). GPT-2
+// checkpoints saved without the "transformer." prefix are looked up with it too. nullopt when
+// no prefix covers the name.
+std::optional<placement::Device> PlannedDeviceOf(const placement::PlacementPlan& plan, const std::string& name);
+
+// LoadOptions::tensor_backend for `plan`: each tensor to the backend of PlannedDeviceOf (null,
+// which LoadCausalLm refuses by name, when the plan or the table has no entry). The returned
+// function holds copies; the backends must outlive the load.
+std::function<kernels::Backend*(const std::string&)> TensorBackends(const placement::PlacementPlan& plan,
+                                                                   const DeviceBackends& backends);
 
 // device_map and max_memory of a LoadModel, parsed.
 struct PlacementOptions {
@@ -67,8 +96,8 @@ struct ModelPlacement {
 };
 
 // Builds the model layout (sizes for `dtype` and `bnb`) and plans it against `inventory`
-// (each device with the bytes free now). Then checks that every tensor lands on a device this
-// build executes on (the CPU; else UNIMPLEMENTED naming the tensor and device) and, when
+// (each device with the bytes free now). Then checks that every tensor lands on a device in
+// `executable` (the devices with a backend; else UNIMPLEMENTED naming the tensor and device) and, when
 // `checkpoint` is given, that each checkpoint tensor the layout knows has a device
 // (plan.DeviceOf; a tied lm_head follows its embedding). Status codes: the planner's
 // (INVALID_ARGUMENT, UNIMPLEMENTED, RESOURCE_EXHAUSTED with bytes needed/available per device)
@@ -77,7 +106,14 @@ absl::StatusOr<ModelPlacement> PlanModelPlacement(const ModelConfig& config, ker
                                                   const std::optional<quant::BnbQuantConfig>& bnb,
                                                   const PlacementOptions& options,
                                                   const std::vector<placement::DeviceCapacity>& inventory,
-                                                  const Checkpoint* checkpoint);
+                                                  const Checkpoint* checkpoint,
+                                                  const std::vector<placement::Device>& executable = {
+                                                      placement::Device::Cpu()});
+
+// Decoder layer i's device under the plan ([num layers]: the layout's no-split modules in
+// order, each resolved with PlannedDeviceOf). Used to reserve each layer's KV on its device.
+std::vector<placement::Device> LayerDevices(const placement::ModelLayout& layout,
+                                            const placement::PlacementPlan& plan);
 
 // What the ledger has free now, per device, as a planner inventory (never negative).
 std::vector<placement::DeviceCapacity> FreeInventory(const placement::MemoryLedger& ledger);
