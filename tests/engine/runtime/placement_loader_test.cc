@@ -1,15 +1,21 @@
 // Placement in the LoadModel pipeline (engine/runtime/model_loader.cc + placement_glue.cc):
 // device_map / max_memory through the real planner on this build's CPU-only inventory,
 // quantization-aware sizes, explicit maps, the memory ledger's reservations and their release,
-// and ModelInfo.device_map (the hf_device_map).
+// and ModelInfo.device_map (the hf_device_map). Multi-device (issue #7): an inventory of
+// logical CPU devices with their own budgets, one backend per device, models split where the
+// planner says, ledger reservations per device, and the same tokens as one device.
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
+#include <span>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "engine/io/model_store.h"
+#include "engine/model/causal_lm.h"
 #include "engine/model/model_config.h"
 #include "engine/placement/ledger.h"
 #include "engine/placement/module_sizes.h"
@@ -302,6 +308,169 @@ TEST_F(PlacementLoaderTest, APlanUsesWhatIsFreeNow) {
   second = Load(Opts("llama_tiny", "second"), ledger.get());
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(ledger->OwnerBytes("second"), one);
+}
+
+// ---- several logical CPU devices --------------------------------------------------------
+
+// Greedy tokens (and every step's logits) of one sequence through a loaded model's forward.
+struct Greedy {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<float>> logits;
+};
+Greedy RunGreedy(LoadedModel& m, int steps) {
+  Greedy g;
+  std::vector<int32_t> seq = {3, 17, 42, 5, 9};
+  std::vector<int32_t> table;
+  for (int32_t b = 0; b < m.parts.kv_cache->num_blocks(); ++b) table.push_back(b);
+  size_t fed = 0;
+  for (int step = 0; step < steps; ++step) {
+    ForwardBatch batch;
+    batch.sequences.push_back({.token_ids = std::span<const int32_t>(seq).subspan(fed),
+                               .start_pos = static_cast<int32_t>(fed),
+                               .block_table = table});
+    ForwardOutput out;
+    absl::Status s = m.parts.model->Forward(batch, *m.parts.kv_cache, &out);
+    EXPECT_TRUE(s.ok()) << s;
+    if (!s.ok()) break;
+    std::span<const float> row = out.Last(0);
+    g.logits.emplace_back(row.begin(), row.end());
+    fed = seq.size();
+    seq.push_back(static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin()));
+    g.tokens.push_back(seq.back());
+  }
+  return g;
+}
+
+class LogicalDevicesTest : public PlacementLoaderTest {
+ protected:
+  // Planner GPU i is logical CPU device i + 1; the host CPU is backend_ (logical device 0).
+  void MakeDevices(int n) {
+    limits_.cpu_memory_bytes = int64_t{1} << 30;
+    limits_.logical_cpu_device_bytes.assign(static_cast<size_t>(n), int64_t{64} << 20);
+    backends_[Device::Cpu()] = backend_.get();
+    for (int i = 0; i < n; ++i) {
+      auto b = kernels::CreateBackend({.kind = kernels::BackendKind::kCpu, .num_threads = 1, .logical_device = i + 1});
+      ASSERT_TRUE(b.ok()) << b.status();
+      backends_[Device::Gpu(i)] = b->get();
+      logical_.push_back(*std::move(b));
+    }
+  }
+  std::unique_ptr<MemoryLedger> NewLedger() const {
+    auto l = MemoryLedger::Create(DeviceInventory(limits_));
+    EXPECT_TRUE(l.ok()) << l.status();
+    return l.ok() ? *std::move(l) : nullptr;
+  }
+  absl::StatusOr<LoadedModel> LoadSplit(const LoadModelOptions& o, MemoryLedger* ledger) {
+    return LoadResidentModel(o, store_, limits_, backends_, nullptr, ledger);
+  }
+  // The hf_device_map the planner gives for `o` against a fresh ledger's free bytes.
+  std::map<std::string, std::string> PlannerMap(const LoadModelOptions& o) const {
+    auto config = LoadModelConfig(kModels + "/" + o.model);
+    EXPECT_TRUE(config.ok()) << config.status();
+    auto parsed = ParsePlacementOptions(o);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    std::vector<Device> executable;
+    for (const auto& [d, b] : backends_) executable.push_back(d);
+    auto placed = PlanModelPlacement(*config, kernels::DType::kF32, std::nullopt, *parsed, FreeInventory(*NewLedger()),
+                                     nullptr, executable);
+    EXPECT_TRUE(placed.ok()) << placed.status();
+    return placed.ok() ? HfDeviceMap(placed->plan) : std::map<std::string, std::string>{};
+  }
+
+  EngineLimits limits_;
+  DeviceBackends backends_;
+  std::vector<std::unique_ptr<kernels::Backend>> logical_;
+};
+
+TEST_F(LogicalDevicesTest, SplitLoadsFollowThePlanReservePerDeviceAndGenerateTheSameTokens) {
+  MakeDevices(3);
+  for (const std::string model : {"llama_tiny", "qwen2_tiny", "gpt2_tiny"}) {
+    for (const std::string strategy : {"auto", "balanced", "sequential", "explicit"}) {
+      SCOPED_TRACE(model + " " + strategy);
+      LoadModelOptions o = Opts(model);
+      if (strategy == "explicit") {
+        o.device_map_explicit = model == "gpt2_tiny"
+                                    ? DeviceMap{{"transformer.wte", "0"}, {"transformer.wpe", "1"},
+                                                {"transformer.h.0", "1"}, {"transformer.h.1", "2"},
+                                                {"transformer.ln_f", "2"}, {"lm_head", "0"}}
+                                    : DeviceMap{{"model.embed_tokens", "0"}, {"model.layers.0", "1"},
+                                                {"model.layers.1", "2"}, {"model.norm", "2"}, {"lm_head", "0"}};
+      } else {
+        o.device_map_strategy = strategy;
+      }
+      if (strategy == "sequential") {  // a small first device so the fill spills onto the next
+        auto probe = Load(Opts(model), nullptr);  // its own ledger, nothing held afterwards
+        ASSERT_TRUE(probe.ok()) << probe.status();
+        o.max_memory = {{"0", std::to_string(probe->info.weight_bytes * 8 / 10)}, {"1", "64MiB"}, {"2", "64MiB"}};
+      }
+      auto ledger = NewLedger();
+      absl::StatusOr<LoadedModel> split = LoadSplit(o, ledger.get());
+      ASSERT_TRUE(split.ok()) << split.status();
+      EXPECT_EQ(split->info.device_map, PlannerMap(o));
+      std::set<std::string> used;
+      for (const auto& [prefix, device] : split->info.device_map) used.insert(device);
+      EXPECT_GE(used.size(), 2u) << "not split";
+
+      // Per device: the ledger holds what the model and its KV hold there, and only the
+      // devices the map names hold weights.
+      std::map<Device, int64_t> weights, kv;
+      for (const DeviceBytes& d : split->parts.model->weight_bytes_by_device()) {
+        weights[*PlannerDeviceOf(backends_, d.device)] += static_cast<int64_t>(d.bytes);
+      }
+      for (const DeviceBytes& d : split->parts.kv_cache->bytes_by_device()) {
+        kv[*PlannerDeviceOf(backends_, d.device)] += static_cast<int64_t>(d.bytes);
+      }
+      for (const placement::DeviceMemorySnapshot& snap : ledger->Snapshot()) {
+        EXPECT_EQ(snap.by_kind[static_cast<int>(MemoryKind::kWeights)], weights[snap.device]) << snap.device.Name();
+        EXPECT_EQ(snap.by_kind[static_cast<int>(MemoryKind::kKv)], kv[snap.device]) << snap.device.Name();
+        EXPECT_EQ(weights[snap.device] > 0, used.count(snap.device.HfName()) > 0) << snap.device.Name();
+      }
+      EXPECT_EQ(ledger->OwnerBytes(model), split->info.weight_bytes + split->info.kv_cache_bytes);
+
+      auto single_ledger = Ledger(int64_t{1} << 30);
+      absl::StatusOr<LoadedModel> single = Load(Opts(model), single_ledger.get());
+      ASSERT_TRUE(single.ok()) << single.status();
+      const Greedy a = RunGreedy(*split, 8), b = RunGreedy(*single, 8);
+      EXPECT_EQ(a.tokens, b.tokens);
+      EXPECT_EQ(a.logits, b.logits);  // bit-identical: the same CPU ops on copied activations
+      split = absl::CancelledError("unloaded");
+      EXPECT_TRUE(ledger->AllReleased());
+    }
+  }
+}
+
+TEST_F(LogicalDevicesTest, APlanOnADeviceWithoutABackendIsUnimplemented) {
+  MakeDevices(2);
+  auto ledger = NewLedger();
+  LoadModelOptions o = Opts("llama_tiny");
+  o.device_map_strategy = "1";
+  // The ledger lists logical devices, but this load only has the host backend.
+  absl::Status s = Load(o, ledger.get(), limits_).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
+  EXPECT_THAT(s.message(), HasSubstr("cuda:1"));
+  EXPECT_TRUE(ledger->AllReleased());
+  // With the device's backend it loads there.
+  absl::StatusOr<LoadedModel> loaded = LoadSplit(o, ledger.get());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->info.device_map, (DeviceMap{{"", "1"}}));
+  ASSERT_EQ(loaded->parts.model->weight_bytes_by_device().size(), 1u);
+  EXPECT_EQ(loaded->parts.model->weight_bytes_by_device()[0].device, backends_.at(Device::Gpu(1))->device());
+}
+
+TEST_F(LogicalDevicesTest, BadBackendTablesAreInvalidArgument) {
+  MakeDevices(1);
+  DeviceBackends dup = backends_;
+  dup[Device::Gpu(1)] = backend_.get();  // the host backend twice
+  auto ledger = NewLedger();
+  EXPECT_EQ(LoadResidentModel(Opts("llama_tiny"), store_, limits_, dup, nullptr, ledger.get()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  DeviceBackends null_entry = backends_;
+  null_entry[Device::Gpu(0)] = nullptr;
+  EXPECT_EQ(LoadResidentModel(Opts("llama_tiny"), store_, limits_, null_entry, nullptr, ledger.get()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DeviceInventory(limits_).size(), 2u);  // gpu 0 (logical) + cpu
+  EXPECT_EQ(DeviceInventory(limits_)[0].device, Device::Gpu(0));
+  EXPECT_EQ(DeviceInventory(limits_)[0].capacity_bytes, int64_t{64} << 20);
 }
 
 TEST(PlacementGlueTest, ReserveExactlyGrowsAndShrinks) {
