@@ -25,8 +25,8 @@
 // absmax / SCB). GPTQ/AWQ on load is UNIMPLEMENTED (they only come pre-quantized).
 //
 // Status codes: INVALID_ARGUMENT (bad option or artifact, naming it), NOT_FOUND (unknown
-// model), UNIMPLEMENTED (a feature not built yet: pre-quantized checkpoints, adapters, other
-// devices), RESOURCE_EXHAUSTED (cannot fit: the planner's or the ledger's message, with the
+// model), UNIMPLEMENTED (a feature not built yet, or a plan placing a tensor on a device
+// without a backend, or a decoder layer split across devices), RESOURCE_EXHAUSTED (cannot fit: the planner's or the ledger's message, with the
 // bytes needed and available per device).
 #pragma once
 
