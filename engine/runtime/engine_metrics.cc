@@ -63,6 +63,8 @@ struct EngineMetrics::Families {
   Family<Histogram>& adapter_load_duration;
   Family<Counter>& adapter_evictions;
   Family<Gauge>& adapter_requests;
+  Family<Counter>& model_evictions;
+  Family<Counter>& model_reloads;
 };
 
 EngineMetrics::EngineMetrics(std::shared_ptr<prometheus::Registry> registry)
@@ -104,6 +106,8 @@ EngineMetrics::EngineMetrics(std::shared_ptr<prometheus::Registry> registry)
       histogram("kiln_adapter_load_duration_seconds", "Adapter load duration (read + validate + upload)"),
       counter("kiln_adapter_evictions_total", "Adapters evicted from the device tier to make room"),
       gauge("kiln_adapter_requests", "Requests per adapter by state (running, waiting)"),
+      counter("kiln_model_evictions_total", "Resident models evicted, by reason (memory, count, idle)"),
+      counter("kiln_model_reloads_total", "Evicted models reloaded on demand, by outcome"),
   });
 }
 
@@ -140,6 +144,14 @@ void EngineMetrics::AdapterLoaded(const std::string& model, bool ok, double seco
   if (ok) {
     f_->adapter_load_duration.Add({{"model", model}}, LatencyBuckets()).Observe(seconds);
   }
+}
+
+void EngineMetrics::ModelEvicted(const std::string& reason) {
+  if (f_) f_->model_evictions.Add({{"reason", reason}}).Increment();
+}
+
+void EngineMetrics::ModelReloaded(bool ok) {
+  if (f_) f_->model_reloads.Add({{"status", ok ? "ok" : "error"}}).Increment();
 }
 
 void EngineMetrics::SetModelsLoaded(int n) {

@@ -44,6 +44,9 @@ class EngineMetrics {
   void SetDeviceMemory(const DeviceReport& device);
   // One adapter load of `model` finished (any thread).
   void AdapterLoaded(const std::string& model, bool ok, double seconds);
+  // A resident model was evicted ("memory", "count" or "idle"), or an evicted one reloaded.
+  void ModelEvicted(const std::string& reason);
+  void ModelReloaded(bool ok);
 
   struct Families;
 

@@ -53,6 +53,9 @@ void LocalEngine::UnloadModel(const std::string& served_name, bool drain,
       return;
     }
     runtime = std::move(it->second.runtime);
+    for (PendingRequest& p : it->second.pending) {
+      p.stream->Finish(absl::AbortedError(absl::StrCat("model '", served_name, "' was unloaded")));
+    }
     models_.erase(it);  // new requests get NOT_FOUND from here on
     PublishModelCountLocked();
   }
@@ -97,9 +100,33 @@ absl::StatusOr<std::shared_ptr<GenerateStream>> LocalEngine::Generate(GenerateRe
   if (!request.adapter.empty()) {
     if (absl::Status valid = ValidateModelName(request.adapter, "adapter"); !valid.ok()) return valid;
   }
-  absl::StatusOr<std::shared_ptr<ModelRuntime>> runtime = RequireReady(request.model);
-  if (!runtime.ok()) return runtime.status();
-  return (*runtime)->Submit(std::move(request));
+  const std::string model = request.model;  // not request.model: the request moves below
+  std::shared_ptr<ModelRuntime> runtime;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = models_.find(model);
+    if (it != models_.end() && (it->second.info.state == ModelState::kEvicted || it->second.reloading)) {
+      return QueueForReloadLocked(it->second, model, std::move(request));
+    }
+    if (it != models_.end() && it->second.info.state == ModelState::kReady) {
+      it->second.last_used = absl::Now();
+      runtime = it->second.runtime;
+    }
+  }
+  if (runtime == nullptr) {
+    absl::StatusOr<std::shared_ptr<ModelRuntime>> ready = RequireReady(model);  // the error
+    if (!ready.ok()) return ready.status();
+    runtime = *ready;
+  }
+  GenerateRequest copy = request;  // kept in case an eviction retires the runtime under us
+  absl::StatusOr<std::shared_ptr<GenerateStream>> stream = runtime->Submit(std::move(request));
+  if (stream.ok() || stream.status().code() != absl::StatusCode::kUnavailable) return stream;
+  absl::MutexLock lock(&mu_);
+  auto it = models_.find(model);
+  if (it != models_.end() && (it->second.info.state == ModelState::kEvicted || it->second.reloading)) {
+    return QueueForReloadLocked(it->second, model, std::move(copy));
+  }
+  return stream;
 }
 
 absl::StatusOr<ModelStats> LocalEngine::GetModelStats(const std::string& served_name) {
@@ -161,12 +188,21 @@ int LocalEngine::InFlightRequests() {
   int n = 0;
   for (const auto& [name, entry] : models_) {
     if (entry.runtime) n += entry.runtime->in_flight();
+    n += static_cast<int>(entry.pending.size());
   }
   return n;
 }
 
 void LocalEngine::Shutdown() {
   draining_.store(true);
+  {
+    absl::MutexLock lock(&reaper_mu_);
+    reaper_stop_ = true;
+  }
+  {
+    absl::MutexLock lock(&join_mu_);
+    if (reaper_.joinable()) reaper_.join();
+  }
   std::map<std::string, Entry> models;
   {
     absl::MutexLock lock(&mu_);
@@ -174,6 +210,7 @@ void LocalEngine::Shutdown() {
   }
   for (auto& [name, entry] : models) {
     if (entry.runtime) entry.runtime->Stop(absl::UnavailableError("server is shutting down"));
+    for (PendingRequest& p : entry.pending) p.stream->Finish(absl::UnavailableError("server is shutting down"));
   }
 }
 
@@ -188,28 +225,41 @@ absl::Status LocalEngine::AdmitLoad(const LoadModelOptions& options, const std::
     return absl::InvalidArgumentError(
         absl::StrCat("served_name: ", name.size(), " bytes exceeds 256"));
   }
+  Victim victim;
   {
     absl::MutexLock lock(&mu_);
     auto it = models_.find(name);
-    if (it != models_.end() && it->second.info.state != ModelState::kFailed) {
+    if (it != models_.end() && it->second.info.state != ModelState::kFailed &&
+        !(it->second.info.state == ModelState::kEvicted && !it->second.reloading)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "served_name: a model named '", name, "' is already ",
           it->second.info.state == ModelState::kLoading ? "loading" : "loaded",
           "; unload it first or pick another served_name"));
     }
-    int active = 0;
-    for (const auto& [n, e] : models_) active += e.info.state != ModelState::kFailed;
-    if (active >= options_.limits.max_loaded_models) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "max_loaded_models: ", active, " models are loaded or loading (limit ",
-          options_.limits.max_loaded_models, ")"));
+    int resident = 0;
+    for (const auto& [n, e] : models_) {
+      resident += e.info.state == ModelState::kReady || e.info.state == ModelState::kLoading;
     }
-    ModelInfo info;
-    info.served_name = name;
-    info.model = options.model;
-    info.state = ModelState::kLoading;
-    models_[name] = Entry{.info = info, .runtime = nullptr, .adapters = nullptr};
+    if (resident >= options_.limits.max_loaded_models) {
+      victim = DetachLruVictimLocked(name, "count");
+      if (victim.runtime == nullptr) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "max_loaded_models: ", resident, " models are loaded or loading (limit ",
+            options_.limits.max_loaded_models, ") and none is idle and unpinned"));
+      }
+    }
+    Entry entry;
+    entry.info.served_name = name;
+    entry.info.model = options.model;
+    entry.info.state = ModelState::kLoading;
+    entry.options = options;
+    entry.last_used = absl::Now();
+    if (it != models_.end()) {  // a failed or evicted registration: waiting requests stay queued
+      entry.pending = std::move(it->second.pending);
+    }
+    models_[name] = std::move(entry);
   }
+  FinishEviction(std::move(victim));
   Notify(name, ModelState::kLoading);
   return absl::OkStatus();
 }
@@ -226,7 +276,7 @@ void LocalEngine::RunLoad(const LoadModelOptions& options, const std::string& na
     if (stream->buffered() < kLoadStreamCapacity / 2) stream->Push(e);
   };
   auto directory = std::make_shared<AdapterDirectory>(&adapter_store_);
-  absl::StatusOr<LoadedModel> loaded = LoadWithAdapters(options, name, directory, progress);
+  absl::StatusOr<LoadedModel> loaded = LoadMakingRoom(options, name, directory, progress);
   metrics_.ModelLoaded(loaded.ok(), absl::ToDoubleSeconds(absl::Now() - start));
   if (!loaded.ok()) {
     {
@@ -235,6 +285,8 @@ void LocalEngine::RunLoad(const LoadModelOptions& options, const std::string& na
       if (it != models_.end()) {
         it->second.info.state = ModelState::kFailed;
         it->second.info.error = std::string(loaded.status().message());
+        for (PendingRequest& p : it->second.pending) p.stream->Finish(loaded.status());
+        it->second.pending.clear();
       }
     }
     Notify(name, ModelState::kFailed);
@@ -245,6 +297,8 @@ void LocalEngine::RunLoad(const LoadModelOptions& options, const std::string& na
   loaded->info.load_duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
   auto runtime = std::make_shared<ModelRuntime>(std::move(loaded->parts), options_.limits,
                                                 metrics_.ForModel(name));
+  std::vector<PendingRequest> pending;
+  std::vector<std::pair<std::shared_ptr<GenerateStream>, absl::Status>> refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = models_.find(name);
@@ -254,9 +308,19 @@ void LocalEngine::RunLoad(const LoadModelOptions& options, const std::string& na
       stream->Finish(absl::UnavailableError("server shut down while the model was loading"));
       return;
     }
-    it->second = Entry{.info = loaded->info, .runtime = runtime, .adapters = directory};
+    it->second.info = loaded->info;
+    it->second.runtime = runtime;
+    it->second.adapters = directory;
+    it->second.last_used = absl::Now();
+    pending = std::move(it->second.pending);
+    it->second.pending.clear();
     PublishModelCountLocked();
+    for (PendingRequest& p : pending) {  // under mu_: no eviction before they are in flight
+      absl::StatusOr<std::shared_ptr<GenerateStream>> submitted = runtime->Submit(std::move(p.request), p.stream);
+      if (!submitted.ok()) refused.emplace_back(p.stream, submitted.status());
+    }
   }
+  for (auto& [s, status] : refused) s->Finish(status);
   metrics_.SetModelWeightBytes(name, loaded->info.weight_bytes);
   Notify(name, ModelState::kReady);
   stream->Push(loaded->info);

@@ -4,18 +4,30 @@
 // (engine_factory.h). Model lifecycle is in local_engine.cc, adapters in
 // local_engine_adapters.cc, residency (eviction, reload) in local_engine_residency.cc.
 //
+// Residency (issue #7): any number of models may be registered; at most max_loaded_models are
+// resident (ready or loading) and all of them must fit the memory ledger. When a LoadModel
+// needs a slot or bytes, idle (nothing in flight) unpinned models are evicted least recently
+// used first; idle models are also evicted after their keep-alive (LoadModel keep_alive_ms,
+// else EngineLimits::default_keep_alive_ms; 0/negative = never). An evicted model stays
+// registered (ModelState::kEvicted, listed): a Generate for it reloads it with the options it
+// was loaded with and its request waits in the returned stream meanwhile. A model with
+// requests in flight is never evicted; UnloadModel drains (or aborts after the drain timeout).
+//
 // Thread-safety: every Engine method is thread-safe.
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "engine/common/thread_pool.h"
 #include "engine/io/model_store.h"
 #include "engine/placement/ledger.h"
@@ -43,7 +55,8 @@ class LocalEngine final : public Engine {
                        options_.hub_cache.empty() ? ModelStore::DefaultHubCache() : options_.hub_cache,
                        "adapter"),
         metrics_(options_.metrics_registry),
-        control_(options_.num_control_threads) {}
+        control_(options_.num_control_threads),
+        reaper_([this] { ReaperLoop(); }) {}
 
   ~LocalEngine() override { Shutdown(); }
 
@@ -84,11 +97,48 @@ class LocalEngine final : public Engine {
   void Shutdown() override;
 
  private:
+  // A Generate waiting for its model's reload: submitted into `stream` once it is ready.
+  struct PendingRequest {
+    GenerateRequest request;
+    std::shared_ptr<GenerateStream> stream;
+  };
   struct Entry {
     ModelInfo info;
-    std::shared_ptr<ModelRuntime> runtime;  // set once ready
+    std::shared_ptr<ModelRuntime> runtime;  // set while ready
     std::shared_ptr<AdapterDirectory> adapters;  // ids registered for this model
+    LoadModelOptions options;  // how it was loaded: a reload after eviction uses them
+    absl::Time last_used = absl::InfinitePast();  // last Generate (or load) time, for LRU and keep-alive
+    bool reloading = false;
+    std::vector<PendingRequest> pending;
   };
+
+  // --- residency (local_engine_residency.cc) ---
+  // The idle, unpinned, ready model used least recently (other than `keep`), retired (no new
+  // requests) and marked evicted; null when there is none. The caller Stop()s it outside mu_.
+  struct Victim {
+    std::string name;
+    std::shared_ptr<ModelRuntime> runtime;  // null: nothing could be evicted
+  };
+  Victim DetachLruVictimLocked(const std::string& keep, const char* reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Retires `entry`'s runtime if it is idle (and marks the model evicted); null otherwise.
+  std::shared_ptr<ModelRuntime> DetachIfIdleLocked(Entry& entry, const char* reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops a detached runtime and frees what it held (outside mu_).
+  void FinishEviction(Victim victim);
+  void EvictExpired();
+  // LoadWithAdapters, evicting idle models while the ledger or planner says the model does not fit.
+  absl::StatusOr<LoadedModel> LoadMakingRoom(const LoadModelOptions& options, const std::string& name,
+                                             const std::shared_ptr<AdapterDirectory>& directory,
+                                             const std::function<void(const LoadProgressEvent&)>& progress);
+  // Queues `request` for the evicted model `name` and starts its reload if none runs. `name`
+  // must not refer into `request`.
+  std::shared_ptr<GenerateStream> QueueForReloadLocked(Entry& entry, const std::string& name,
+                                                       GenerateRequest request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunReload(const std::string& name);
+  // The keep-alive of `entry` (nullopt: never evicted for idleness).
+  std::optional<absl::Duration> KeepAlive(const Entry& entry) const;
+  void ReaperLoop();
+
 
   std::shared_ptr<AdapterDirectory> DirectoryOf(const std::string& model);
 
@@ -137,7 +187,13 @@ class LocalEngine final : public Engine {
   absl::Mutex observer_mu_;
   ModelStateObserver observer_ ABSL_GUARDED_BY(observer_mu_);
 
-  ThreadPool control_;  // last member: joined first, while everything it uses is alive
+  ThreadPool control_;  // joined before the state its tasks use goes away
+
+  // Evicts models idle past their keep-alive; stopped by Shutdown.
+  absl::Mutex reaper_mu_;
+  bool reaper_stop_ ABSL_GUARDED_BY(reaper_mu_) = false;
+  absl::Mutex join_mu_;  // serializes Shutdown's join of the reaper
+  std::thread reaper_;  // last member: started after everything else exists
 };
 
 }  // namespace kiln::engine

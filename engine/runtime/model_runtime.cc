@@ -50,7 +50,16 @@ ModelRuntime::ModelRuntime(RuntimeParts parts, const EngineLimits& limits,
 
 ModelRuntime::~ModelRuntime() { Stop(absl::UnavailableError("model runtime shut down")); }
 
-absl::StatusOr<std::shared_ptr<GenerateStream>> ModelRuntime::Submit(GenerateRequest request) {
+bool ModelRuntime::TryRetire(absl::Status reason) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || in_flight_ > 0) return false;
+  stopping_ = true;
+  stop_reason_ = std::move(reason);
+  return true;
+}
+
+absl::StatusOr<std::shared_ptr<GenerateStream>> ModelRuntime::Submit(GenerateRequest request,
+                                                                     std::shared_ptr<GenerateStream> existing) {
   if (request.adapter.empty()) request.adapter = parts_.default_adapter;
   if (!request.adapter.empty() && parts_.adapters == nullptr) {
     return absl::NotFoundError(absl::StrCat("adapter '", request.adapter, "': model '", parts_.served_name,
@@ -74,8 +83,9 @@ absl::StatusOr<std::shared_ptr<GenerateStream>> ModelRuntime::Submit(GenerateReq
         block_size, " tokens"));
   }
   r->root_hash = kv::BlockManager::RootHash(parts_.served_name, r->adapter, r->cache_salt);
-  r->stream = std::make_shared<GenerateStream>(
-      static_cast<size_t>(std::max(1, limits_.max_stream_buffer_events)));
+  r->stream = existing != nullptr ? std::move(existing)
+                                  : std::make_shared<GenerateStream>(
+                                        static_cast<size_t>(std::max(1, limits_.max_stream_buffer_events)));
   std::shared_ptr<GenerateStream> stream = r->stream;
   Request* parked = nullptr;
   std::string adapter;

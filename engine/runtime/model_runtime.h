@@ -91,7 +91,15 @@ class ModelRuntime {
   // and queues it. INVALID_ARGUMENT naming the field for a bad request; RESOURCE_EXHAUSTED
   // when the waiting queue is full or the request can never fit the KV cache; UNAVAILABLE
   // once stopped.
-  absl::StatusOr<std::shared_ptr<GenerateStream>> Submit(GenerateRequest request);
+  // `stream`: deliver into this existing stream (a request that waited for a reload) instead
+  // of a new one; on an error status nothing was pushed to it and the caller finishes it.
+  absl::StatusOr<std::shared_ptr<GenerateStream>> Submit(GenerateRequest request,
+                                                         std::shared_ptr<GenerateStream> stream = nullptr);
+
+  // Stops accepting requests if none is in flight (eviction): true when it did, after which
+  // the caller runs Stop(); false (and nothing changes) while requests are in flight or once
+  // stopping.
+  bool TryRetire(absl::Status reason);
 
   // Ends every queued and running request with `reason` (e.g. ABORTED on unload) and joins
   // the step loop. Idempotent: later calls do nothing.
