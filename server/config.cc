@@ -146,10 +146,35 @@ const std::vector<Field>& Fields() {
       KILN_LIMIT(max_vocab_size),
       KILN_LIMIT(max_adapter_rank),
       KILN_LIMIT(max_loaded_models),
+      KILN_LIMIT(default_keep_alive_ms),
       KILN_LIMIT(max_adapter_device_bytes),
       KILN_LIMIT(max_resident_adapters),
       KILN_LIMIT(max_adapter_host_bytes),
       KILN_LIMIT(cpu_memory_bytes),
+      {"logical_cpu_devices", Kind::kList,
+       [](ServerConfig& c, const Value& v) {
+         // Byte budgets of logical CPU devices (the multi-device path without a GPU).
+         std::vector<int64_t> bytes;
+         for (const std::string& s : std::get<std::vector<std::string>>(v)) {
+           int64_t n = 0;
+           if (!absl::SimpleAtoi(s, &n) || n <= 0) {
+             return absl::InvalidArgumentError(
+                 absl::StrCat("logical_cpu_devices: '", s, "' is not a positive byte count"));
+           }
+           bytes.push_back(n);
+         }
+         if (bytes.size() > 16) {
+           return absl::InvalidArgumentError(absl::StrCat("logical_cpu_devices: ", bytes.size(),
+                                                          " devices exceeds 16"));
+         }
+         c.limits.logical_cpu_device_bytes = std::move(bytes);
+         return absl::OkStatus();
+       },
+       [](const ServerConfig& c) {
+         std::vector<std::string> out;
+         for (int64_t b : c.limits.logical_cpu_device_bytes) out.push_back(std::to_string(b));
+         return nlohmann::json(out);
+       }},
       KILN_LIMIT(max_running_requests),
       KILN_LIMIT(max_batched_tokens),
       KILN_LIMIT(kv_block_size_tokens),

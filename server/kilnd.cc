@@ -109,13 +109,19 @@ ABSL_FLAG(int64_t, max_tensors_per_file, kLimits.max_tensors_per_file,
           "Most tensors in one safetensors file.");
 ABSL_FLAG(int64_t, max_vocab_size, kLimits.max_vocab_size, "Largest vocabulary accepted.");
 ABSL_FLAG(int32_t, max_adapter_rank, kLimits.max_adapter_rank, "Largest LoRA rank accepted.");
-ABSL_FLAG(int32_t, max_loaded_models, kLimits.max_loaded_models, "Most resident models.");
+ABSL_FLAG(int32_t, max_loaded_models, kLimits.max_loaded_models,
+          "Most resident models; beyond it the least recently used idle unpinned one is evicted.");
+ABSL_FLAG(int64_t, default_keep_alive_ms, kLimits.default_keep_alive_ms,
+          "Evict a model idle this long (0 = never); LoadModel keep_alive_ms overrides it.");
 ABSL_FLAG(int64_t, max_adapter_device_bytes, kLimits.max_adapter_device_bytes,
           "Per model: bytes of LoRA adapters kept on the device (idle ones are evicted LRU first).");
 ABSL_FLAG(int32_t, max_resident_adapters, kLimits.max_resident_adapters,
           "Per model: LoRA adapters kept on the device.");
 ABSL_FLAG(int64_t, max_adapter_host_bytes, kLimits.max_adapter_host_bytes,
           "Per model: bytes of evicted adapters kept parsed in host memory (0: none).");
+ABSL_FLAG(std::vector<std::string>, logical_cpu_devices, {},
+          "Comma-separated byte budgets of logical CPU devices: each is a separate CPU backend the "
+          "device-map planner sees as device 0, 1, ... (multi-device placement without a GPU).");
 ABSL_FLAG(int64_t, cpu_memory_bytes, kLimits.cpu_memory_bytes,
           "Bytes the CPU device offers to models (weights, KV); 0 = physical memory.");
 ABSL_FLAG(int32_t, max_running_requests, kLimits.max_running_requests,

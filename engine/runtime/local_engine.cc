@@ -214,6 +214,13 @@ void LocalEngine::Shutdown() {
   }
 }
 
+DeviceBackends LocalEngine::MakeDeviceBackends(kernels::Backend* cpu,
+                                               const std::vector<std::unique_ptr<kernels::Backend>>& logical) {
+  DeviceBackends backends = {{placement::Device::Cpu(), cpu}};
+  for (size_t i = 0; i < logical.size(); ++i) backends[placement::Device::Gpu(static_cast<int>(i))] = logical[i].get();
+  return backends;
+}
+
 absl::Status LocalEngine::NotFound(const std::string& name) {
   return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
 }
@@ -365,10 +372,23 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineOptions options) {
   absl::StatusOr<std::unique_ptr<kernels::Backend>> backend = kernels::CreateBackend(
       {.kind = kernels::BackendKind::kCpu, .num_threads = options.num_compute_threads});
   if (!backend.ok()) return backend.status();
+  // Logical CPU devices (EngineLimits::logical_cpu_device_bytes): the multi-device code path
+  // without a GPU; each gets its own backend, seen by the planner as device i.
+  std::vector<std::unique_ptr<kernels::Backend>> logical;
+  for (size_t i = 0; i < options.limits.logical_cpu_device_bytes.size(); ++i) {
+    kernels::BackendOptions device;
+    device.kind = kernels::BackendKind::kCpu;
+    device.num_threads = options.num_compute_threads;
+    device.logical_device = static_cast<int>(i) + 1;
+    absl::StatusOr<std::unique_ptr<kernels::Backend>> b = kernels::CreateBackend(device);
+    if (!b.ok()) return b.status();
+    logical.push_back(*std::move(b));
+  }
   absl::StatusOr<std::unique_ptr<placement::MemoryLedger>> ledger =
       placement::MemoryLedger::Create(DeviceInventory(options.limits));
   if (!ledger.ok()) return ledger.status();
-  return std::make_unique<LocalEngine>(std::move(options), *std::move(backend), *std::move(ledger));
+  return std::make_unique<LocalEngine>(std::move(options), *std::move(backend), std::move(logical),
+                                       *std::move(ledger));
 }
 
 }  // namespace kiln::engine

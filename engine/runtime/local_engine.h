@@ -38,16 +38,22 @@
 #include "engine/runtime/model_adapters.h"
 #include "engine/runtime/model_loader.h"
 #include "engine/runtime/model_runtime.h"
+#include "engine/runtime/placement_glue.h"
 #include "kernels/backend.h"
 
 namespace kiln::engine {
 
 class LocalEngine final : public Engine {
  public:
+  // `logical`: the backends of EngineLimits::logical_cpu_device_bytes, in order (planner
+  // devices 0, 1, ...); empty: the CPU backend alone.
   LocalEngine(EngineOptions options, std::unique_ptr<kernels::Backend> backend,
+              std::vector<std::unique_ptr<kernels::Backend>> logical,
               std::unique_ptr<placement::MemoryLedger> ledger)
       : options_(std::move(options)),
         backend_(std::move(backend)),
+        logical_backends_(std::move(logical)),
+        device_backends_(MakeDeviceBackends(backend_.get(), logical_backends_)),
         ledger_(std::move(ledger)),
         store_(options_.model_roots,
                options_.hub_cache.empty() ? ModelStore::DefaultHubCache() : options_.hub_cache),
@@ -145,6 +151,8 @@ class LocalEngine final : public Engine {
   AdapterInfo AdapterInfoOf(const std::string& model, const AdapterEntryInfo& entry);
 
   static absl::Status NotFound(const std::string& name);
+  static DeviceBackends MakeDeviceBackends(kernels::Backend* cpu,
+                                           const std::vector<std::unique_ptr<kernels::Backend>>& logical);
 
   absl::Status AdmitLoad(const LoadModelOptions& options, const std::string& name);
 
@@ -170,6 +178,8 @@ class LocalEngine final : public Engine {
 
   const EngineOptions options_;
   std::unique_ptr<kernels::Backend> backend_;
+  std::vector<std::unique_ptr<kernels::Backend>> logical_backends_;
+  const DeviceBackends device_backends_;  // planner device -> backend (the CPU and logical devices)
 
   // Every byte a model or adapter holds on a device (engine/placement/ledger.h). Declared before
   // the models so their reservations are returned before it goes.

@@ -149,7 +149,7 @@ absl::StatusOr<LoadedModel> LocalEngine::LoadWithAdapters(const LoadModelOptions
   options.adapter.clear();  // handled here, not by the loader
   options.served_name = served_name;  // the ledger owner
   KILN_ASSIGN_OR_RETURN(LoadedModel loaded,
-                        LoadResidentModel(options, store_, options_.limits, *backend_, progress, ledger_.get()));
+                        LoadResidentModel(options, store_, options_.limits, device_backends_, progress, ledger_.get()));
   loaded.parts.reservations = std::move(loaded.reservations);
   ModelAdapterContext context;
   context.config = loaded.parts.model->config();

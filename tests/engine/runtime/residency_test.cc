@@ -3,6 +3,7 @@
 // and busy models never evicted, and the transparent reload of an evicted model on Generate.
 // Expected tokens: transformers' greedy run of llama_tiny (tests/golden/fixtures/reference).
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -181,6 +182,35 @@ TEST(ResidencyTest, AnIdleModelPastItsKeepAliveIsEvictedAndComesBackOnDemand) {
   Collected c = Collect(*engine->Generate(Request("short", ref)));
   ASSERT_TRUE(c.status.ok()) << c.status;
   EXPECT_EQ(c.ids, ref.new_ids);
+}
+
+// Several logical CPU devices (EngineLimits::logical_cpu_device_bytes): the daemon's engine
+// splits a model as the planner says, runs each layer on its device, reports memory per
+// device, and generates what one device generates.
+TEST(LogicalDevicesTest, TheEngineSplitsAModelAcrossLogicalDevicesAndGeneratesTheSameTokens) {
+  EngineLimits limits;
+  limits.logical_cpu_device_bytes = {int64_t{64} << 20, int64_t{64} << 20};
+  std::unique_ptr<Engine> engine = testing::MakeEngine(limits);
+  ASSERT_NE(engine, nullptr);
+  const Reference ref = Greedy();
+  LoadModelOptions options;
+  options.model = "llama_tiny";
+  options.device_map_strategy = "balanced";
+  ModelInfo info;
+  ASSERT_TRUE(LoadAndWait(*engine, options, &info).ok());
+  std::set<std::string> devices;
+  for (const auto& [module, device] : info.device_map) devices.insert(device);
+  EXPECT_GE(devices.size(), 2u) << "balanced over two devices must use both";
+  Collected c = Collect(*engine->Generate(Request("llama_tiny", ref)));
+  ASSERT_TRUE(c.status.ok()) << c.status;
+  EXPECT_EQ(c.ids, ref.new_ids);
+  int64_t weights = 0, used_devices = 0;
+  for (const DeviceReport& d : engine->GetInfo().devices) {
+    weights += d.weight_bytes;
+    used_devices += d.weight_bytes > 0;
+  }
+  EXPECT_EQ(weights, info.weight_bytes);
+  EXPECT_GE(used_devices, 2);
 }
 
 }  // namespace
