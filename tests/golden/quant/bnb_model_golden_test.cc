@@ -7,7 +7,8 @@
 //  - 16-token greedy continuations identical wherever the reference's smallest top-1/top-2
 //    margin is comfortably above kiln's logit error (runs with a near tie are reported, not
 //    compared: any reordering of fp32 sums may flip them).
-// Bounds: fp32 compute (nf4_dq, fp4, int8, int8_t2_5) 1e-4 — kiln and the reference run the
+//  - nf4_skip (llm_int8_skip_modules): the modules transformers kept dense are dense in kiln too.
+// Bounds: fp32 compute (nf4_dq, fp4, nf4_skip, int8, int8_t2_5) 1e-4 — kiln and the reference run the
 // same rounding steps, only fp32 summation order differs (measured 1e-6..1e-5). For nf4_dq that
 // includes the double quantization of the absmax: kiln reproduces bitsandbytes' native 8-bit
 // quantizer code for code (its 65536-point grid, engine/quant/bnb4.h), so all three of its
@@ -30,6 +31,7 @@
 #include "engine/io/json_util.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/causal_lm.h"
+#include "engine/model/lora.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weights.h"
 #include "engine/quant/bnb_config.h"
@@ -71,6 +73,9 @@ quant::BnbQuantConfig ConfigFrom(const nlohmann::json& kwargs) {
   o.bnb_4bit_compute_dtype = kwargs.value("bnb_4bit_compute_dtype", std::string());
   o.bnb_4bit_use_double_quant = kwargs.value("bnb_4bit_use_double_quant", false);
   if (kwargs.contains("llm_int8_threshold")) o.llm_int8_threshold = kwargs["llm_int8_threshold"].get<float>();
+  if (kwargs.contains("llm_int8_skip_modules")) {
+    o.llm_int8_skip_modules = kwargs["llm_int8_skip_modules"].get<std::vector<std::string>>();
+  }
   auto cfg = quant::ValidateBitsAndBytes(o);
   EXPECT_TRUE(cfg.ok()) << cfg.status();
   return cfg.ok() ? *cfg : quant::BnbQuantConfig{};
@@ -201,10 +206,51 @@ TEST_P(BnbModelGoldenTest, LogitsAndGreedyMatchReference) {
   EXPECT_GE(compared, GetParam().min_greedy_compared);
 }
 
+// llm_int8_skip_modules (issue #5): without a skip list every decoder Linear is quantized; with
+// one, the modules transformers kept as torch.nn.Linear (recorded in
+// the fixture as dense_modules / quantized_modules) are exactly the LoRA sites kiln holds dense
+// weights for, and the dense ones hold the checkpoint's fp32 weights unchanged.
+TEST_P(BnbModelGoldenTest, SkippedModulesStayDense) {
+  auto model = LoadCausalLm(model_config_, *checkpoint_, options_, *backend_);
+  ASSERT_TRUE(model.ok()) << model.status();
+  if (!variant_.contains("dense_modules")) {  // no skip list: every decoder Linear is quantized
+    for (const LoraSite& site : (*model)->lora_sites()) EXPECT_TRUE(site.dense.empty()) << site.module;
+    return;
+  }
+  std::vector<std::string> dense, quantized;
+  for (const LoraSite& site : (*model)->lora_sites()) {
+    (site.dense.empty() ? quantized : dense).push_back(site.module);
+    EXPECT_EQ(config_.ShouldQuantize(site.module), site.dense.empty()) << site.module;
+    if (site.dense.empty()) continue;
+    // A skipped module is the checkpoint's weight as is (fp32 load: no conversion).
+    const std::optional<TensorRef> ref = checkpoint_->Find(site.module + ".weight");
+    ASSERT_TRUE(ref.has_value()) << site.module;
+    ASSERT_EQ(ref->info->dtype, kernels::DType::kF32) << site.module;
+    ASSERT_EQ(static_cast<size_t>(site.dense.numel()) * sizeof(float), ref->data.size()) << site.module;
+    EXPECT_EQ(std::memcmp(site.dense.as<float>(), ref->data.data(), ref->data.size()), 0) << site.module;
+  }
+  std::vector<std::string> want_dense = variant_["dense_modules"].get<std::vector<std::string>>();
+  want_dense.erase(std::remove(want_dense.begin(), want_dense.end(), "lm_head"), want_dense.end());  // not a site
+  std::vector<std::string> want_quantized = variant_["quantized_modules"].get<std::vector<std::string>>();
+  std::sort(dense.begin(), dense.end());
+  std::sort(quantized.begin(), quantized.end());
+  std::sort(want_dense.begin(), want_dense.end());
+  std::sort(want_quantized.begin(), want_quantized.end());
+  EXPECT_EQ(dense, want_dense);
+  EXPECT_EQ(quantized, want_quantized);
+  // Between the all-quantized model and the dense one.
+  LoadOptions no_skip = options_;
+  no_skip.bitsandbytes->skip_modules.clear();
+  auto all_quantized = LoadCausalLm(model_config_, *checkpoint_, no_skip, *backend_);
+  ASSERT_TRUE(all_quantized.ok()) << all_quantized.status();
+  EXPECT_GT((*model)->weight_bytes(), (*all_quantized)->weight_bytes());
+}
+
 INSTANTIATE_TEST_SUITE_P(Variants, BnbModelGoldenTest,
                          ::testing::Values(Variant{"llama_tiny_bnb4", "nf4_dq", 1e-4, 3},
                                            Variant{"llama_tiny_bnb4", "fp4", 1e-4, 3},
                                            Variant{"llama_tiny_bnb4", "nf4_bf16", 0.05, 2},
+                                           Variant{"llama_tiny_bnb4", "nf4_skip", 1e-4, 3},
                                            Variant{"llama_tiny_int8", "int8", 1e-4, 3},
                                            Variant{"llama_tiny_int8", "int8_t2_5", 1e-4, 3}),
                          PrintVariant);
