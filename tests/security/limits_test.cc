@@ -84,7 +84,10 @@ TEST_F(LimitsTest, RequestLimitViolationsNameTheLimit) {
                       "--max_logprobs=3", "--max_loaded_models=1"});
   ASSERT_NE(kilnd, nullptr);
   Client client(kilnd->grpc_address(), kAdminToken);
-  ASSERT_TRUE(client.LoadModel("gpt2_tiny").ok());
+  v1::LoadModelRequest first;
+  first.set_model("gpt2_tiny");
+  first.set_pin(true);  // never evicted: a second model then has no slot (max_loaded_models=1)
+  ASSERT_TRUE(client.LoadModel(first).ok());
   auto gen = [] {
     v1::GenerateRequest r;
     r.set_model("gpt2_tiny");
