@@ -7,13 +7,13 @@
 #include <set>
 #include <type_traits>
 
-#include "engine/adapter/str_util.h"
 #include "engine/common/status_macros.h"
 #include "engine/io/path_util.h"
+#include "engine/io/str_cat.h"
 
 namespace kiln::engine {
 
-using adapter_internal::Cat;
+using io_internal::Cat;
 namespace {
 
 using json = nlohmann::json;

@@ -9,16 +9,16 @@
 #include <map>
 #include <unistd.h>
 
-#include "engine/adapter/str_util.h"
 #include "engine/adapter/target_match.h"
 #include "engine/common/status_macros.h"
 #include "engine/io/json_util.h"
 #include "engine/io/path_util.h"
+#include "engine/io/str_cat.h"
 #include "kernels/dtype.h"
 
 namespace kiln::engine {
 
-using adapter_internal::Cat;
+using io_internal::Cat;
 
 namespace {
 

@@ -2,11 +2,11 @@
 // modeling_gpt2 attribute names; the golden fixtures record the same list from named_modules().
 #include "engine/adapter/base_modules.h"
 
-#include "engine/adapter/str_util.h"
+#include "engine/io/str_cat.h"
 
 namespace kiln::engine {
 
-using adapter_internal::Cat;
+using io_internal::Cat;
 
 BaseModules ListBaseModules(const ModelConfig& c) {
   BaseModules out;

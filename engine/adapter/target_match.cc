@@ -6,12 +6,12 @@
 #include <charconv>
 #include <optional>
 
-#include "engine/adapter/str_util.h"
 #include "engine/common/status_macros.h"
+#include "engine/io/str_cat.h"
 
 namespace kiln::engine {
 
-using adapter_internal::Cat;
+using io_internal::Cat;
 namespace {
 
 bool ListMatches(const std::vector<std::string>& names, std::string_view key) {

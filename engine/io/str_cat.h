@@ -1,5 +1,5 @@
 // absl::StrCat that also takes std::string_view (this abseil's string_view is its own type).
-// Internal to engine/io and engine/model/{model,generation}_config.
+// Internal to engine/ (io, model config, adapter); not for server/.
 #pragma once
 
 #include <string>
