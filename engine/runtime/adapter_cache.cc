@@ -148,6 +148,7 @@ void AdapterCache::Load(const std::string& id, uint64_t generation) {
       TrimHostTier();
     }
   }
+  version_.fetch_add(1, std::memory_order_release);
   if (options_.on_load) options_.on_load(status.ok(), absl::Now() - start);
   for (size_t i = 0; i < waiters.size(); ++i) waiters[i](std::move(results[i]));
 }
@@ -262,6 +263,7 @@ absl::Status AdapterCache::Unload(const std::string& id, bool force) {
   }
   if (e.host != nullptr) host_bytes_ -= e.host->bytes();
   entries_.erase(it);
+  version_.fetch_add(1, std::memory_order_release);
   return absl::OkStatus();
 }
 

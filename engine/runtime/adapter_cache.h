@@ -24,6 +24,7 @@
 // cache lock held, so they may call back into the cache.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -130,6 +131,9 @@ class AdapterCache {
   std::vector<AdapterEntryInfo> List() const;
   std::optional<AdapterEntryInfo> Find(const std::string& id) const;
   AdapterCacheStats stats() const;
+  // Bumped whenever residency changes (a load ends, an eviction, an unload): lets a caller
+  // that publishes stats every step skip the work when nothing changed. Lock-free.
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
  private:
   struct Entry {
@@ -166,6 +170,7 @@ class AdapterCache {
   uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   AdapterCacheStats counters_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> version_{0};
 
   ThreadPool control_{1};  // last member: joined first, before the state it touches dies
 };

@@ -316,25 +316,31 @@ void ModelRuntime::FailAll(const absl::Status& status) {
   num_waiting_ = 0;
 }
 
+void ModelRuntime::PublishAdapterStatsLocked() {
+  if (parts_.adapters == nullptr) return;
+  std::map<std::string, std::pair<int, int>> requests;  // adapter -> (running, waiting)
+  for (const auto& r : running_) {
+    if (!r->adapter.empty()) ++requests[r->adapter].first;
+  }
+  for (const auto& r : waiting_) {
+    if (!r->adapter.empty()) ++requests[r->adapter].second;
+  }
+  for (const auto& [raw, r] : parked_) ++requests[r->adapter].second;
+  // The step loop publishes every step: base-only traffic over an unchanged cache costs nothing
+  // beyond the scan above.
+  const uint64_t version = parts_.adapters->version();
+  if (requests.empty() && !adapter_requests_published_ && version == adapter_version_published_) return;
+  const AdapterCacheStats a = parts_.adapters->stats();
+  metrics_->SetAdapters(a.device_adapters, a.host_adapters, a.evictions, requests);
+  adapter_requests_published_ = !requests.empty();
+  adapter_version_published_ = version;
+}
+
 void ModelRuntime::PublishStats() {
   const kv::BlockManagerStats kv = blocks_.stats();
   metrics_->SetKvBlocks(kv.num_blocks, kv.num_free);
-  if (parts_.adapters != nullptr) {
-    const AdapterCacheStats a = parts_.adapters->stats();
-    std::map<std::string, std::pair<int, int>> requests;  // adapter -> (running, waiting)
-    for (const auto& r : running_) {
-      if (!r->adapter.empty()) ++requests[r->adapter].first;
-    }
-    for (const auto& r : waiting_) {
-      if (!r->adapter.empty()) ++requests[r->adapter].second;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      for (const auto& [raw, r] : parked_) ++requests[r->adapter].second;
-    }
-    metrics_->SetAdapters(a.device_adapters, a.host_adapters, a.evictions, requests);
-  }
   absl::MutexLock lock(&mu_);
+  PublishAdapterStatsLocked();
   metrics_->SetQueue(static_cast<int>(running_.size()), num_waiting_);
   stats_.running = static_cast<int32_t>(running_.size());
   stats_.waiting = num_waiting_;

@@ -150,6 +150,8 @@ class ModelRuntime {
   void Finish(Request& r, absl::Status status, FinishKind kind);
   void FailAll(const absl::Status& status);
   void PublishStats();
+  // Adapter residency and per-adapter request gauges (part of PublishStats).
+  void PublishAdapterStatsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The text of one token (for logprobs and matched stop tokens).
   std::string TokenText(int32_t token_id) const;
 
@@ -176,6 +178,8 @@ class ModelRuntime {
   std::deque<std::unique_ptr<Request>> waiting_;
   std::vector<std::unique_ptr<Request>> running_;  // admission order, oldest first
   int64_t preemptions_ = 0, prefix_queries_ = 0, prefix_hits_ = 0, steps_ = 0;
+  uint64_t adapter_version_published_ = ~uint64_t{0};  // AdapterCache::version() last published
+  bool adapter_requests_published_ = false;            // the last publish had adapter requests
 
   // Adapter-load callbacks reach the runtime through this (not through `this`), so a
   // callback that outlives the runtime finds it gone instead of touching freed memory.
