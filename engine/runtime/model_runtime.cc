@@ -302,6 +302,10 @@ void ModelRuntime::Finish(Request& r, absl::Status status, FinishKind kind) {
     --in_flight_;
     ++finishes_;
   }
+  // The adapter is released before the end is observable too: a client that saw its stream
+  // end may UnloadAdapter at once without finding it still "in use".
+  r.lora = nullptr;
+  r.adapter_handle.Reset();
   r.stream->Finish(std::move(status));
 }
 
