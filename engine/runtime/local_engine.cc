@@ -304,8 +304,7 @@ void LocalEngine::RunLoad(const LoadModelOptions& options, const std::string& na
   loaded->info.load_duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
   auto runtime = std::make_shared<ModelRuntime>(std::move(loaded->parts), options_.limits,
                                                 metrics_.ForModel(name));
-  std::vector<PendingRequest> pending;
-  std::vector<std::pair<std::shared_ptr<GenerateStream>, absl::Status>> refused;
+  std::vector<RefusedRequest> refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = models_.find(name);
@@ -315,23 +314,31 @@ void LocalEngine::RunLoad(const LoadModelOptions& options, const std::string& na
       stream->Finish(absl::UnavailableError("server shut down while the model was loading"));
       return;
     }
-    it->second.info = loaded->info;
-    it->second.runtime = runtime;
     it->second.adapters = directory;
-    it->second.last_used = absl::Now();
-    pending = std::move(it->second.pending);
-    it->second.pending.clear();
-    PublishModelCountLocked();
-    for (PendingRequest& p : pending) {  // under mu_: no eviction before they are in flight
-      absl::StatusOr<std::shared_ptr<GenerateStream>> submitted = runtime->Submit(std::move(p.request), p.stream);
-      if (!submitted.ok()) refused.emplace_back(p.stream, submitted.status());
-    }
+    refused = InstallRuntimeLocked(it->second, runtime, loaded->info);
   }
   for (auto& [s, status] : refused) s->Finish(status);
   metrics_.SetModelWeightBytes(name, loaded->info.weight_bytes);
   Notify(name, ModelState::kReady);
   stream->Push(loaded->info);
   stream->Finish(absl::OkStatus());
+}
+
+std::vector<LocalEngine::RefusedRequest> LocalEngine::InstallRuntimeLocked(Entry& entry,
+                                                                          std::shared_ptr<ModelRuntime> runtime,
+                                                                          const ModelInfo& info) {
+  entry.info = info;
+  entry.runtime = runtime;
+  entry.last_used = absl::Now();
+  PublishModelCountLocked();
+  std::vector<RefusedRequest> refused;
+  std::vector<PendingRequest> pending = std::move(entry.pending);
+  entry.pending.clear();
+  for (PendingRequest& p : pending) {
+    absl::StatusOr<std::shared_ptr<GenerateStream>> submitted = runtime->Submit(std::move(p.request), p.stream);
+    if (!submitted.ok()) refused.emplace_back(p.stream, submitted.status());
+  }
+  return refused;
 }
 
 absl::StatusOr<std::shared_ptr<ModelRuntime>> LocalEngine::RequireReady(const std::string& name) {

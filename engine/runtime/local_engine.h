@@ -118,6 +118,13 @@ class LocalEngine final : public Engine {
     std::vector<PendingRequest> pending;
   };
 
+  // A waiting request the new runtime refused, to be finished with its status outside mu_.
+  using RefusedRequest = std::pair<std::shared_ptr<GenerateStream>, absl::Status>;
+  // Makes `runtime` the entry's (state ready) and submits the requests that waited for it.
+  // Under mu_ so that no eviction can retire the fresh runtime before they are in flight.
+  std::vector<RefusedRequest> InstallRuntimeLocked(Entry& entry, std::shared_ptr<ModelRuntime> runtime,
+                                                   const ModelInfo& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // --- residency (local_engine_residency.cc) ---
   // The idle, unpinned, ready model used least recently (other than `keep`), retired (no new
   // requests) and marked evicted; null when there is none. The caller Stop()s it outside mu_.

@@ -122,8 +122,8 @@ void LocalEngine::RunReload(const std::string& name) {
     loaded->info.load_duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
     runtime = std::make_shared<ModelRuntime>(std::move(loaded->parts), options_.limits, metrics_.ForModel(name));
   }
-  std::vector<PendingRequest> pending;
-  std::vector<std::pair<std::shared_ptr<GenerateStream>, absl::Status>> refused;
+  std::vector<PendingRequest> failed;  // waiting requests of a reload that failed
+  std::vector<RefusedRequest> refused;
   {
     absl::MutexLock lock(&mu_);
     auto it = models_.find(name);
@@ -133,28 +133,20 @@ void LocalEngine::RunReload(const std::string& name) {
     }
     Entry& e = it->second;
     e.reloading = false;
-    pending = std::move(e.pending);
-    e.pending.clear();
     if (runtime) {
-      e.info = loaded->info;
-      e.runtime = runtime;
-      e.last_used = absl::Now();
-      PublishModelCountLocked();
-      // Submitted under mu_: no eviction can retire the fresh runtime before they are in flight.
-      for (PendingRequest& p : pending) {
-        absl::StatusOr<std::shared_ptr<GenerateStream>> submitted = runtime->Submit(std::move(p.request), p.stream);
-        if (!submitted.ok()) refused.emplace_back(p.stream, submitted.status());
-      }
+      refused = InstallRuntimeLocked(e, runtime, loaded->info);
     } else {
       e.info.state = ModelState::kEvicted;  // still registered: the next Generate retries
       e.info.error = std::string(loaded.status().message());
+      failed = std::move(e.pending);
+      e.pending.clear();
     }
   }
   if (!runtime) {
     Notify(name, ModelState::kEvicted);
     const absl::Status status(loaded.status().code(),
                               absl::StrCat("model '", name, "' could not be reloaded: ", loaded.status().message()));
-    for (PendingRequest& p : pending) p.stream->Finish(status);
+    for (PendingRequest& p : failed) p.stream->Finish(status);
     return;
   }
   for (auto& [stream, status] : refused) stream->Finish(status);

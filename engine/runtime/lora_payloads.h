@@ -16,19 +16,25 @@
 
 namespace kiln::engine {
 
+// The modules of a loaded adapter as UploadLora takes them (views into `adapter`).
+inline std::vector<HostLoraModule> LoraModuleViews(const LoraAdapter& adapter) {
+  std::vector<HostLoraModule> views;
+  for (const LoraModule& m : adapter.modules) {
+    HostLoraModule view;
+    view.module = m.name;
+    view.rank = m.r;
+    view.scale = m.scale;
+    view.a = m.a;
+    view.b = m.b;
+    views.push_back(view);
+  }
+  return views;
+}
+
 class HostLora final : public AdapterPayload {
  public:
-  explicit HostLora(std::unique_ptr<LoraAdapter> adapter) : adapter_(std::move(adapter)) {
-    for (const LoraModule& m : adapter_->modules) {
-      HostLoraModule view;
-      view.module = m.name;
-      view.rank = m.r;
-      view.scale = m.scale;
-      view.a = m.a;
-      view.b = m.b;
-      views_.push_back(view);
-    }
-  }
+  explicit HostLora(std::unique_ptr<LoraAdapter> adapter)
+      : adapter_(std::move(adapter)), views_(LoraModuleViews(*adapter_)) {}
   const LoraAdapter& adapter() const { return *adapter_; }
   // The modules as UploadLora takes them (views into adapter()).
   std::span<const HostLoraModule> modules() const { return views_; }

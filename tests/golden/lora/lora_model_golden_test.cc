@@ -26,6 +26,7 @@
 #include "engine/model/causal_lm.h"
 #include "engine/model/lora.h"
 #include "engine/model/model_config.h"
+#include "engine/runtime/lora_payloads.h"
 #include "engine/quant/bnb_config.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -99,16 +100,7 @@ class LoraModel {
     auto adapter = LoadLoraAdapter(kFixtures + adapter_rel, ListBaseModules(config_));
     EXPECT_TRUE(adapter.ok()) << adapter.status();
     if (!adapter.ok()) return nullptr;
-    std::vector<HostLoraModule> views;
-    for (const LoraModule& m : (*adapter)->modules) {
-      HostLoraModule v;
-      v.module = m.name;
-      v.rank = m.r;
-      v.scale = m.scale;
-      v.a = m.a;
-      v.b = m.b;
-      views.push_back(v);
-    }
+    const std::vector<HostLoraModule> views = LoraModuleViews(**adapter);
     auto weights = UploadLora(*backend_, model_->lora_sites(), views);
     EXPECT_TRUE(weights.ok()) << weights.status();
     if (!weights.ok()) return nullptr;
@@ -322,16 +314,7 @@ TEST(LoraSitesTest, AnAdapterForAnotherModelIsRefusedAtUpload) {
                                  ListBaseModules(*LoadModelConfig(kFixtures + "models/gpt2_tiny")));
   ASSERT_TRUE(adapter.ok()) << adapter.status();
   EXPECT_NE(gpt2.Add("lora/adapters/gpt2_fan_in_fan_out"), nullptr);
-  std::vector<HostLoraModule> views;
-  for (const LoraModule& m : (*adapter)->modules) {
-    HostLoraModule v;
-    v.module = m.name;
-    v.rank = m.r;
-    v.scale = m.scale;
-    v.a = m.a;
-    v.b = m.b;
-    views.push_back(v);
-  }
+  const std::vector<HostLoraModule> views = LoraModuleViews(**adapter);
   auto backend = kernels::cpu::CreateCpuBackend({.num_threads = 1});
   ASSERT_TRUE(backend.ok());
   // Sites of llama: none is a GPT-2 module.
