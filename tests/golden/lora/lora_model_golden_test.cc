@@ -30,32 +30,21 @@
 #include "engine/quant/bnb_config.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/golden/golden_util.h"
 
 namespace kiln::engine {
 namespace {
 
-const std::string kFixtures = std::string(KILN_SOURCE_DIR) + "/tests/golden/fixtures/";
+using golden::Json;
+using golden::kFixtures;
+using golden::MaxAbsDiff;
+using golden::ReadF32;
+
 constexpr double kLogitTol = 1e-4;
 constexpr int32_t kBlockSize = 16;
 constexpr int32_t kBlocksPerSeq = 8;
 
-nlohmann::json Json(const std::string& rel) {
-  auto j = ReadJsonFile(kFixtures + rel, rel);
-  EXPECT_TRUE(j.ok()) << j.status();
-  return j.ok() ? *j : nlohmann::json();
-}
 
-std::vector<float> ReadF32(const std::string& rel, const std::string& key) {
-  auto f = SafetensorsFile::Open(kFixtures + rel, rel);
-  EXPECT_TRUE(f.ok()) << f.status();
-  if (!f.ok()) return {};
-  const TensorInfo* info = (*f)->Find(key);
-  EXPECT_NE(info, nullptr) << key;
-  if (info == nullptr) return {};
-  std::vector<float> out(info->num_bytes() / sizeof(float));
-  EXPECT_TRUE((*f)->Read(*info, {reinterpret_cast<uint8_t*>(out.data()), out.size() * sizeof(float)}).ok());
-  return out;
-}
 
 std::vector<int32_t> PromptIds(const std::string& base_model, const std::string& prompt) {
   const nlohmann::json prompts = Json("reference/" + base_model + "/prompts.json");
@@ -177,12 +166,6 @@ class LoraModel {
   int32_t next_block_ = 0;
 };
 
-double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) worst = std::max(worst, std::fabs(double{a[i]} - b[i]));
-  return worst;
-}
 
 class LoraModelGoldenTest : public ::testing::TestWithParam<std::string> {};
 

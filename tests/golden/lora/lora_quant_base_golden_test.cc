@@ -31,12 +31,14 @@
 #include "engine/model/model_config.h"
 #include "engine/quant/bnb_config.h"
 #include "gtest/gtest.h"
+#include "tests/golden/golden_util.h"
 #include "kernels/cpu/cpu_backend.h"
 
 namespace kiln::engine {
 namespace {
 
-const std::string kFixtures = std::string(KILN_SOURCE_DIR) + "/tests/golden/fixtures/";
+using golden::kFixtures;
+using golden::MaxAbsDiff;
 constexpr double kLogitTol = 1e-4;
 constexpr int32_t kBlockSize = 16;
 constexpr int32_t kNumBlocks = 8;  // 128 tokens: the longest prompt (40) + 16 new ones fit
@@ -48,15 +50,7 @@ nlohmann::json Meta() {
 }
 
 std::vector<float> Reference(const std::string& key) {
-  auto f = SafetensorsFile::Open(kFixtures + "lora_quant/lora_quant.safetensors", "lora_quant.safetensors");
-  EXPECT_TRUE(f.ok()) << f.status();
-  if (!f.ok()) return {};
-  const TensorInfo* info = (*f)->Find(key);
-  EXPECT_NE(info, nullptr) << key;
-  if (info == nullptr) return {};
-  std::vector<float> out(info->num_bytes() / sizeof(float));
-  EXPECT_TRUE((*f)->Read(*info, {reinterpret_cast<uint8_t*>(out.data()), out.size() * sizeof(float)}).ok());
-  return out;
+  return golden::ReadF32("lora_quant/lora_quant.safetensors", key);
 }
 
 // The fixture's BitsAndBytesConfig kwargs as LoadModel options, validated as LoadModel does.
@@ -71,12 +65,6 @@ quant::BnbQuantConfig BnbFrom(const nlohmann::json& kwargs) {
   return cfg.ok() ? *cfg : quant::BnbQuantConfig{};
 }
 
-double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) worst = std::max(worst, std::fabs(double{a[i]} - b[i]));
-  return worst;
-}
 
 class LoraQuantBaseGoldenTest : public ::testing::TestWithParam<std::string> {
  protected:

@@ -18,6 +18,7 @@
 #include "engine/model/causal_lm.h"
 #include "engine/model/model_config.h"
 #include "gtest/gtest.h"
+#include "tests/golden/golden_util.h"
 #include "kernels/cpu/cpu_backend.h"
 
 namespace kiln::engine {
@@ -27,15 +28,7 @@ const std::string kDir = std::string(KILN_SOURCE_DIR) + "/tests/golden/fixtures/
 constexpr double kLogitTol = 1e-4;
 
 std::vector<float> ReadF32(const std::string& file, const std::string& key) {
-  auto f = SafetensorsFile::Open(kDir + file, file);
-  EXPECT_TRUE(f.ok()) << f.status();
-  if (!f.ok()) return {};
-  const TensorInfo* info = (*f)->Find(key);
-  EXPECT_NE(info, nullptr) << key;
-  if (info == nullptr) return {};
-  std::vector<float> out(info->num_bytes() / sizeof(float));
-  EXPECT_TRUE((*f)->Read(*info, {reinterpret_cast<uint8_t*>(out.data()), out.size() * sizeof(float)}).ok());
-  return out;
+  return golden::ReadF32("prequant/" + file, key);
 }
 
 class PrequantModelGoldenTest : public ::testing::TestWithParam<std::string> {};
