@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "absl/strings/cord.h"
+
 namespace kiln::kernels {
 
 std::string BackendKindName(BackendKind kind) {
@@ -12,6 +14,20 @@ std::string BackendKindName(BackendKind kind) {
     case BackendKind::kCuda: return "cuda";
   }
   return "?";
+}
+
+namespace {
+constexpr char kDeviceLostPayload[] = "kiln.dev/device-lost";
+}  // namespace
+
+absl::Status DeviceLostError(std::string_view message) {
+  absl::Status status = absl::InternalError(std::string(message));
+  status.SetPayload(kDeviceLostPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsDeviceLost(const absl::Status& status) {
+  return status.GetPayload(kDeviceLostPayload).has_value();
 }
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,6 +39,13 @@ namespace kiln::kernels {
 
 enum class BackendKind : uint8_t { kCpu, kCuda };
 std::string BackendKindName(BackendKind kind);  // "cpu", "cuda"
+
+// A device error that leaves the device unusable for the rest of the process (CUDA's sticky
+// errors: illegal address, launch failure, ECC...). DESIGN.md §5: the engine treats it as fatal
+// (health NOT_SERVING, open streams UNAVAILABLE, exit non-zero so Kubernetes restarts kilnd).
+// INTERNAL with a payload that IsDeviceLost recognizes.
+absl::Status DeviceLostError(std::string_view message);
+bool IsDeviceLost(const absl::Status& status);
 
 // Frees memory it handed out. Implemented by backends; outlives every buffer it allocated.
 class DeviceAllocator {

@@ -89,27 +89,12 @@ float LoadFloat(const void* data, DType dtype, int64_t i) {
   return dtype == DType::kF16 ? HalfToFloat(v) : BFloat16ToFloat(v);
 }
 
-static absl::Status CheckView(const char* op, const char* arg, const TensorView& v,
-                              int rank, bool f32_only) {
-  if (v.rank() != rank) return ShapeError(op, arg, v, absl::StrCat("rank ", rank));
-  if (v.device().kind != DeviceKind::kCpu) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", arg, " is on ",
-                                                   DeviceName(v.device()), ", expected cpu"));
-  }
-  if (f32_only ? v.dtype() != DType::kF32 : !IsFloat3(v.dtype())) {
-    return ShapeError(op, arg, v, f32_only ? "F32" : "F32, F16 or BF16");
-  }
-  if (v.numel() > 0 && v.data() == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", arg, " has no data"));
-  }
-  return absl::OkStatus();
-}
 absl::Status CheckF32(const char* op, const char* arg, const TensorView& v, int rank) {
-  return CheckView(op, arg, v, rank, true);
+  return checks::CheckView(op, arg, v, rank, DeviceKind::kCpu, true);
 }
 absl::Status CheckFloat(const char* op, const char* arg, const TensorView& v,
                         int rank) {
-  return CheckView(op, arg, v, rank, false);
+  return checks::CheckView(op, arg, v, rank, DeviceKind::kCpu, false);
 }
 
 CpuBackend::CpuBackend(int num_threads, int logical_device)

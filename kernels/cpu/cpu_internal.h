@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
+#include "kernels/checks/check_util.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
 
@@ -68,7 +69,8 @@ class CpuBackend final : public Backend {
 };
 
 // ---- helpers shared by the .cc files ----------------------------------------------------
-inline bool IsFloat3(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
+using checks::IsFloat3;
+using checks::ShapeError;
 
 // Converts n elements of src (F32/F16/BF16) to fp32.
 void ToFloat(const void* src, DType dtype, float* dst, int64_t n);
@@ -77,11 +79,6 @@ void FromFloat(const float* src, DType dtype, void* dst, int64_t n);
 // Element i of a F32/F16/BF16 array as float.
 float LoadFloat(const void* data, DType dtype, int64_t i);
 
-inline absl::Status ShapeError(const char* op, const char* arg, const TensorView& v,
-                               const std::string& want) {
-  return absl::InvalidArgumentError(absl::StrCat(op, ": ", arg, " is ", v.ShapeString(),
-                                                 ", expected ", want));
-}
 // INVALID_ARGUMENT unless v is rank `rank`, on the CPU, non-null (when numel > 0) and F32.
 absl::Status CheckF32(const char* op, const char* arg, const TensorView& v, int rank);
 // Same for a F32/F16/BF16 tensor.

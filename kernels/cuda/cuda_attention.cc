@@ -1,0 +1,12 @@
+// Placeholder until the attention group lands: PagedAttention answers UNIMPLEMENTED.
+#include "kernels/cuda/cuda_ops.h"
+
+namespace kiln::kernels::cuda {
+
+absl::Status PagedAttention(CudaContext&, TensorView, const PagedKvLayer&, const AttentionParams&,
+                            TensorView, TensorView) {
+  return absl::UnimplementedError("cuda PagedAttention");
+}
+size_t AttentionWorkspaceBytes(int64_t) { return 0; }
+
+}  // namespace kiln::kernels::cuda

@@ -1,0 +1,1 @@
+# tests/gpu: parity tests of the attention group (kiln_cc_test ... LABELS gpu).
