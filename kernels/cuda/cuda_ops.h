@@ -10,9 +10,10 @@
 // may be F32/F16/BF16 and are read in their dtype; accumulation is fp32.
 //
 // Files (each group has one owner; keep .cu files behind plain headers, toolchain.md §7):
-//   elementwise: cuda_elementwise*.{cc,cu}  — Embedding … KvWrite, Convert
+//   elementwise: cuda_backend.{h,cc}, cuda_stager.cc, cuda_elementwise*.{cc,cu} — Embedding …
+//                GatherRows, Convert
 //   gemm:        cuda_gemm*.{cc,cu}, cuda_quant*.{cc,cu}, cuda_lora*.{cc,cu}
-//   attention:   cuda_attention*.{cc,cu}
+//   attention:   cuda_attention*.{cc,cu} — KvWrite, PagedAttention
 #pragma once
 
 #include <cstddef>
@@ -43,8 +44,6 @@ absl::Status SiluMul(CudaContext& ctx, TensorView gate, TensorView up, TensorVie
 absl::Status Gelu(CudaContext& ctx, TensorView x, GeluKind kind, TensorView out);
 absl::Status GatherRows(CudaContext& ctx, TensorView src, std::span<const int32_t> rows,
                         TensorView out);
-absl::Status KvWrite(CudaContext& ctx, TensorView k, TensorView v, std::span<const int32_t> slots,
-                     const PagedKvLayer& cache);
 
 // ---- gemm: dense (cuBLASLt), quantized, LoRA ---------------------------------------------
 // The cuBLASLt handle and a plan cache keyed by shape and dtypes; one per backend.
@@ -65,6 +64,8 @@ absl::Status LoraApply(CudaContext& ctx, TensorView x, std::span<const LoraPair>
 size_t LoraWorkspaceBytes(int64_t m, int64_t max_rank);
 
 // ---- attention ---------------------------------------------------------------------------
+absl::Status KvWrite(CudaContext& ctx, TensorView k, TensorView v, std::span<const int32_t> slots,
+                     const PagedKvLayer& cache);
 absl::Status PagedAttention(CudaContext& ctx, TensorView q, const PagedKvLayer& cache,
                             const AttentionParams& params, TensorView out, TensorView workspace);
 size_t AttentionWorkspaceBytes(int64_t max_kv_len);
