@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/checks/elementwise_checks.h"
 #include "kernels/cpu/cpu_internal.h"
 
 #if defined(__x86_64__)
@@ -120,26 +121,22 @@ absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
 void CpuBackend::Free(void* data, size_t /*bytes*/) { std::free(data); }
 
 absl::Status CpuBackend::CopyFromHost(const void* src, TensorView dst) {
-  if (dst.device().kind != DeviceKind::kCpu) return absl::InvalidArgumentError("CopyFromHost: dst not on cpu");
+  if (auto s = checks::CheckHostCopy("CopyFromHost", "dst", dst, DeviceKind::kCpu); !s.ok()) return s;
   if (dst.bytes() > 0) std::memcpy(dst.data(), src, dst.bytes());
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::CopyToHost(TensorView src, void* dst) {
-  if (src.device().kind != DeviceKind::kCpu) return absl::InvalidArgumentError("CopyToHost: src not on cpu");
+  if (auto s = checks::CheckHostCopy("CopyToHost", "src", src, DeviceKind::kCpu); !s.ok()) return s;
   if (src.bytes() > 0) std::memcpy(dst, src.data(), src.bytes());
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::Convert(TensorView src, TensorView dst) {
-  if (src.numel() != dst.numel()) return ShapeError("Convert", "dst", dst, src.ShapeString());
+  if (auto s = checks::CheckConvert(src, dst, DeviceKind::kCpu); !s.ok()) return s;
   if (src.dtype() == dst.dtype()) {
     if (src.bytes() > 0) std::memcpy(dst.data(), src.data(), src.bytes());
     return absl::OkStatus();
-  }
-  if (!IsFloat3(src.dtype()) || !IsFloat3(dst.dtype())) {
-    return absl::UnimplementedError(absl::StrCat("Convert: ", std::string(DTypeName(src.dtype())), " to ",
-                                                 std::string(DTypeName(dst.dtype())), " is not supported"));
   }
   constexpr int64_t kChunk = 4096;
   runner_.For((src.numel() + kChunk - 1) / kChunk, 4, [&](int64_t b, int64_t e, int) {
@@ -155,18 +152,8 @@ absl::Status CpuBackend::Convert(TensorView src, TensorView dst) {
 }
 
 absl::Status CpuBackend::Embedding(TensorView table, std::span<const int32_t> ids, TensorView out) {
-  if (auto s = CheckFloat("Embedding", "table", table, 2); !s.ok()) return s;
-  if (auto s = CheckF32("Embedding", "out", out, 2); !s.ok()) return s;
-  const int64_t rows = table.dim(0), dim = table.dim(1);
-  if (out.dim(0) != static_cast<int64_t>(ids.size()) || out.dim(1) != dim) {
-    return ShapeError("Embedding", "out", out, absl::StrCat("[", ids.size(), ", ", dim, "]"));
-  }
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= rows) {
-      return absl::InvalidArgumentError(absl::StrCat("Embedding: token id ", ids[i], " at index ", i,
-                                                     " is outside [0, ", rows, ")"));
-    }
-  }
+  if (auto s = checks::CheckEmbedding(table, ids, out, DeviceKind::kCpu); !s.ok()) return s;
+  const int64_t dim = table.dim(1);
   const size_t row_bytes = static_cast<size_t>(dim) * DTypeSize(table.dtype());
   runner_.For(static_cast<int64_t>(ids.size()), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
@@ -179,16 +166,6 @@ absl::Status CpuBackend::Embedding(TensorView table, std::span<const int32_t> id
 
 namespace {
 
-absl::Status CheckNorm(const char* op, const TensorView& x, const TensorView& weight,
-                       const TensorView& out) {
-  if (auto s = CheckF32(op, "x", x, 2); !s.ok()) return s;
-  if (auto s = CheckF32(op, "out", out, 2); !s.ok()) return s;
-  if (auto s = CheckFloat(op, "weight", weight, 1); !s.ok()) return s;
-  if (!SameShape(x, out)) return ShapeError(op, "out", out, x.ShapeString());
-  if (weight.dim(0) != x.dim(1)) return ShapeError(op, "weight", weight, absl::StrCat("[", x.dim(1), "]"));
-  return absl::OkStatus();
-}
-
 void RmsRow(const float* x, const TensorView& weight, float eps, float* out, int64_t d) {
   double sum = 0;
   for (int64_t j = 0; j < d; ++j) sum += static_cast<double>(x[j]) * x[j];
@@ -200,7 +177,7 @@ void RmsRow(const float* x, const TensorView& weight, float eps, float* out, int
 }  // namespace
 
 absl::Status CpuBackend::RmsNorm(TensorView x, TensorView weight, float eps, TensorView out) {
-  if (auto s = CheckNorm("RmsNorm", x, weight, out); !s.ok()) return s;
+  if (auto s = checks::CheckNorm("RmsNorm", x, weight, out, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t d = x.dim(1);
   runner_.For(x.dim(0), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) RmsRow(x.as<float>() + i * d, weight, eps, out.as<float>() + i * d, d);
@@ -210,9 +187,7 @@ absl::Status CpuBackend::RmsNorm(TensorView x, TensorView weight, float eps, Ten
 
 absl::Status CpuBackend::AddRmsNorm(TensorView residual, TensorView x, TensorView weight, float eps,
                                     TensorView out) {
-  if (auto s = CheckNorm("AddRmsNorm", x, weight, out); !s.ok()) return s;
-  if (auto s = CheckF32("AddRmsNorm", "residual", residual, 2); !s.ok()) return s;
-  if (!SameShape(residual, x)) return ShapeError("AddRmsNorm", "residual", residual, x.ShapeString());
+  if (auto s = checks::CheckAddRmsNorm(residual, x, weight, out, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t d = x.dim(1);
   runner_.For(x.dim(0), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
@@ -227,11 +202,7 @@ absl::Status CpuBackend::AddRmsNorm(TensorView residual, TensorView x, TensorVie
 
 absl::Status CpuBackend::LayerNorm(TensorView x, TensorView weight, TensorView bias, float eps,
                                    TensorView out) {
-  if (auto s = CheckNorm("LayerNorm", x, weight, out); !s.ok()) return s;
-  if (!bias.empty()) {
-    if (auto s = CheckFloat("LayerNorm", "bias", bias, 1); !s.ok()) return s;
-    if (bias.dim(0) != x.dim(1)) return ShapeError("LayerNorm", "bias", bias, absl::StrCat("[", x.dim(1), "]"));
-  }
+  if (auto s = checks::CheckLayerNorm(x, weight, bias, out, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t d = x.dim(1);
   runner_.For(x.dim(0), kRowsPerChunk, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
@@ -255,15 +226,9 @@ absl::Status CpuBackend::LayerNorm(TensorView x, TensorView weight, TensorView b
 
 absl::Status CpuBackend::Rope(TensorView x, std::span<const int32_t> positions,
                               std::span<const float> inv_freq, float attention_scaling) {
-  if (auto s = CheckF32("Rope", "x", x, 3); !s.ok()) return s;
+  if (auto s = checks::CheckRope(x, positions, inv_freq, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t t = x.dim(0), heads = x.dim(1), hd = x.dim(2);
   const int64_t half = static_cast<int64_t>(inv_freq.size());
-  if (static_cast<int64_t>(positions.size()) != t) {
-    return absl::InvalidArgumentError(absl::StrCat("Rope: ", positions.size(), " positions for ", t, " tokens"));
-  }
-  if (half == 0 || 2 * half > hd) {
-    return absl::InvalidArgumentError(absl::StrCat("Rope: inv_freq has ", half, " entries; head_dim is ", hd));
-  }
   runner_.For(t, 4, [&](int64_t b, int64_t e, int) {
     std::vector<float> cs(static_cast<size_t>(2 * half));
     for (int64_t i = b; i < e; ++i) {
@@ -291,11 +256,7 @@ namespace {
 template <typename Fn>
 absl::Status Elementwise2(ParallelRunner& runner, const char* op, TensorView a, TensorView b,
                           TensorView out, Fn fn) {
-  if (auto s = CheckF32(op, "a", a, a.rank()); !s.ok()) return s;
-  if (auto s = CheckF32(op, "b", b, a.rank()); !s.ok()) return s;
-  if (auto s = CheckF32(op, "out", out, a.rank()); !s.ok()) return s;
-  if (!SameShape(a, b)) return ShapeError(op, "b", b, a.ShapeString());
-  if (!SameShape(a, out)) return ShapeError(op, "out", out, a.ShapeString());
+  if (auto s = checks::CheckElementwise2(op, a, b, out, DeviceKind::kCpu); !s.ok()) return s;
   const float* pa = a.as<float>();
   const float* pb = b.as<float>();
   float* po = out.as<float>();
@@ -331,17 +292,8 @@ absl::Status CpuBackend::Gelu(TensorView x, GeluKind kind, TensorView out) {
 }
 
 absl::Status CpuBackend::GatherRows(TensorView src, std::span<const int32_t> rows, TensorView out) {
-  if (auto s = CheckF32("GatherRows", "src", src, 2); !s.ok()) return s;
-  if (auto s = CheckF32("GatherRows", "out", out, 2); !s.ok()) return s;
+  if (auto s = checks::CheckGatherRows(src, rows, out, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t d = src.dim(1);
-  if (out.dim(0) != static_cast<int64_t>(rows.size()) || out.dim(1) != d) {
-    return ShapeError("GatherRows", "out", out, absl::StrCat("[", rows.size(), ", ", d, "]"));
-  }
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i] < 0 || rows[i] >= src.dim(0)) {
-      return absl::InvalidArgumentError(absl::StrCat("GatherRows: row ", rows[i], " outside [0, ", src.dim(0), ")"));
-    }
-  }
   for (size_t i = 0; i < rows.size(); ++i) {
     std::memcpy(out.as<float>() + static_cast<int64_t>(i) * d, src.as<float>() + rows[i] * d,
                 static_cast<size_t>(d) * 4);
