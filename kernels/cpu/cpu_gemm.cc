@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/checks/gemm_checks.h"
 #include "kernels/cpu/cpu_internal.h"
 
 #if defined(__x86_64__)
@@ -97,23 +98,10 @@ size_t CpuBackend::MatmulWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType w
 
 absl::Status CpuBackend::Matmul(TensorView x, TensorView w, TensorView bias, TensorView out,
                                 TensorView workspace) {
-  if (auto s = CheckF32("Matmul", "x", x, 2); !s.ok()) return s;
-  if (auto s = CheckFloat("Matmul", "w", w, 2); !s.ok()) return s;
-  if (auto s = CheckF32("Matmul", "out", out, 2); !s.ok()) return s;
+  if (auto s = checks::CheckMatmul(x, w, bias, out, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
-  if (w.dim(1) != k) return ShapeError("Matmul", "w", w, absl::StrCat("[", n, ", ", k, "]"));
-  if (out.dim(0) != m || out.dim(1) != n) {
-    return ShapeError("Matmul", "out", out, absl::StrCat("[", m, ", ", n, "]"));
-  }
-  if (!bias.empty()) {
-    if (auto s = CheckFloat("Matmul", "bias", bias, 1); !s.ok()) return s;
-    if (bias.dim(0) != n) return ShapeError("Matmul", "bias", bias, absl::StrCat("[", n, "]"));
-  }
   const size_t need = MatmulWorkspaceBytes(m, n, k, w.dtype());
-  if (workspace.bytes() < need) {
-    return absl::InvalidArgumentError(absl::StrCat("Matmul: workspace has ", workspace.bytes(),
-                                                   " bytes, needs ", need));
-  }
+  if (auto s = checks::CheckWorkspaceBytes("Matmul", workspace, need); !s.ok()) return s;
   if (m == 0 || n == 0) return absl::OkStatus();
   const float* px = x.as<float>();
   float* po = out.as<float>();

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/checks/gemm_checks.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/quant/quant_internal.h"
 
@@ -103,22 +104,10 @@ size_t CpuBackend::QuantMatmulWorkspaceBytes(int64_t m, const QuantizedMatrix& w
 
 absl::Status CpuBackend::QuantMatmul(TensorView x, const QuantizedMatrix& w, TensorView bias, TensorView out,
                                      TensorView workspace) {
-  if (auto s = ValidateQuantizedMatrix(w, "QuantMatmul: w"); !s.ok()) return s;
-  if (auto s = CheckF32("QuantMatmul", "x", x, 2); !s.ok()) return s;
-  if (auto s = CheckF32("QuantMatmul", "out", out, 2); !s.ok()) return s;
+  if (auto s = checks::CheckQuantMatmul(x, w, bias, out, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t m = x.dim(0), k = w.cols, n = w.rows;
-  if (x.dim(1) != k) return ShapeError("QuantMatmul", "x", x, absl::StrCat("[", m, ", ", k, "]"));
-  if (out.dim(0) != m || out.dim(1) != n) {
-    return ShapeError("QuantMatmul", "out", out, absl::StrCat("[", m, ", ", n, "]"));
-  }
-  if (!bias.empty()) {
-    if (auto s = CheckFloat("QuantMatmul", "bias", bias, 1); !s.ok()) return s;
-    if (bias.dim(0) != n) return ShapeError("QuantMatmul", "bias", bias, absl::StrCat("[", n, "]"));
-  }
-  const size_t need = QuantMatmulWorkspaceBytes(m, w);
-  if (workspace.bytes() < need) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("QuantMatmul: workspace has ", workspace.bytes(), " bytes, needs ", need));
+  if (auto s = checks::CheckWorkspaceBytes("QuantMatmul", workspace, QuantMatmulWorkspaceBytes(m, w)); !s.ok()) {
+    return s;
   }
   if (m == 0) return absl::OkStatus();
   float* po = out.as<float>();
