@@ -7,39 +7,15 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/checks/attention_checks.h"
 #include "kernels/cpu/cpu_internal.h"
 
 namespace kiln::kernels::cpu {
-namespace {
-
-absl::Status CheckCache(const char* op, const PagedKvLayer& cache) {
-  if (auto s = CheckF32(op, "cache.k", cache.k, 4); !s.ok()) return s;
-  if (auto s = CheckF32(op, "cache.v", cache.v, 4); !s.ok()) return s;
-  if (!SameShape(cache.k, cache.v)) return ShapeError(op, "cache.v", cache.v, cache.k.ShapeString());
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::Status CpuBackend::KvWrite(TensorView k, TensorView v, std::span<const int32_t> slots,
                                  const PagedKvLayer& cache) {
-  if (auto s = CheckCache("KvWrite", cache); !s.ok()) return s;
-  if (auto s = CheckF32("KvWrite", "k", k, 3); !s.ok()) return s;
-  if (auto s = CheckF32("KvWrite", "v", v, 3); !s.ok()) return s;
+  if (auto s = checks::CheckKvWrite(k, v, slots, cache, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t t = k.dim(0), kvh = cache.k.dim(2), hd = cache.k.dim(3);
-  const std::string want = absl::StrCat("[", t, ", ", kvh, ", ", hd, "]");
-  if (k.dim(1) != kvh || k.dim(2) != hd) return ShapeError("KvWrite", "k", k, want);
-  if (!SameShape(k, v)) return ShapeError("KvWrite", "v", v, want);
-  if (static_cast<int64_t>(slots.size()) != t) {
-    return absl::InvalidArgumentError(absl::StrCat("KvWrite: ", slots.size(), " slots for ", t, " tokens"));
-  }
-  const int64_t num_slots = cache.k.dim(0) * cache.k.dim(1);
-  for (size_t i = 0; i < slots.size(); ++i) {
-    if (slots[i] < 0 || slots[i] >= num_slots) {
-      return absl::InvalidArgumentError(absl::StrCat("KvWrite: slot ", slots[i], " of token ", i,
-                                                     " outside [0, ", num_slots, ")"));
-    }
-  }
   const int64_t row = kvh * hd;
   for (int64_t i = 0; i < t; ++i) {
     const int64_t slot = slots[static_cast<size_t>(i)];
@@ -53,75 +29,18 @@ size_t CpuBackend::AttentionWorkspaceBytes(int64_t max_kv_len) const {
   return static_cast<size_t>(runner_.num_threads()) * static_cast<size_t>(std::max<int64_t>(max_kv_len, 1)) * 4;
 }
 
-namespace {
-
-// Validates the CSR metadata against q and the cache; fills token -> sequence.
-absl::Status CheckParams(const AttentionParams& p, int64_t tokens, int64_t num_blocks,
-                         int64_t block_size, std::vector<int32_t>* token_seq, int64_t* max_kv) {
-  if (p.query_start.empty() || p.query_start[0] != 0) {
-    return absl::InvalidArgumentError("PagedAttention: query_start must start with 0");
-  }
-  const size_t num_seqs = p.query_start.size() - 1;
-  if (p.kv_len.size() != num_seqs) {
-    return absl::InvalidArgumentError(absl::StrCat("PagedAttention: kv_len has ", p.kv_len.size(),
-                                                   " entries for ", num_seqs, " sequences"));
-  }
-  if (p.max_blocks_per_seq < 0 ||
-      p.block_table.size() != num_seqs * static_cast<size_t>(p.max_blocks_per_seq)) {
-    return absl::InvalidArgumentError(absl::StrCat("PagedAttention: block_table has ", p.block_table.size(),
-                                                   " entries, expected ", num_seqs, " x ", p.max_blocks_per_seq));
-  }
-  if (p.query_start[num_seqs] != tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("PagedAttention: query_start ends at ", p.query_start[num_seqs],
-                                                   ", q has ", tokens, " tokens"));
-  }
-  token_seq->assign(static_cast<size_t>(tokens), 0);
-  *max_kv = 0;
-  for (size_t s = 0; s < num_seqs; ++s) {
-    const int32_t q0 = p.query_start[s], q1 = p.query_start[s + 1];
-    if (q1 < q0) return absl::InvalidArgumentError(absl::StrCat("PagedAttention: query_start decreases at ", s));
-    if (p.kv_len[s] < q1 - q0) {
-      return absl::InvalidArgumentError(absl::StrCat("PagedAttention: sequence ", s, " has kv_len ", p.kv_len[s],
-                                                     " < its ", q1 - q0, " new tokens"));
-    }
-    const int64_t blocks = (p.kv_len[s] + block_size - 1) / block_size;
-    if (blocks > p.max_blocks_per_seq) {
-      return absl::InvalidArgumentError(absl::StrCat("PagedAttention: sequence ", s, " needs ", blocks,
-                                                     " blocks, table has ", p.max_blocks_per_seq));
-    }
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int32_t id = p.block_table[s * static_cast<size_t>(p.max_blocks_per_seq) + static_cast<size_t>(b)];
-      if (id < 0 || id >= num_blocks) {
-        return absl::InvalidArgumentError(absl::StrCat("PagedAttention: sequence ", s, " block ", id,
-                                                       " outside [0, ", num_blocks, ")"));
-      }
-    }
-    for (int32_t t = q0; t < q1; ++t) (*token_seq)[static_cast<size_t>(t)] = static_cast<int32_t>(s);
-    *max_kv = std::max<int64_t>(*max_kv, p.kv_len[s]);
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::Status CpuBackend::PagedAttention(TensorView q, const PagedKvLayer& cache,
                                         const AttentionParams& params, TensorView out,
                                         TensorView workspace) {
-  if (auto s = CheckCache("PagedAttention", cache); !s.ok()) return s;
-  if (auto s = CheckF32("PagedAttention", "q", q, 3); !s.ok()) return s;
-  if (auto s = CheckF32("PagedAttention", "out", out, 3); !s.ok()) return s;
+  if (auto s = checks::CheckAttentionShapes(q, cache, out, DeviceKind::kCpu); !s.ok()) return s;
   const int64_t tokens = q.dim(0), heads = q.dim(1), hd = q.dim(2);
   const int64_t nb = cache.k.dim(0), bs = cache.k.dim(1), kvh = cache.k.dim(2);
-  if (hd != cache.k.dim(3) || kvh == 0 || heads % kvh != 0) {
-    return ShapeError("PagedAttention", "q", q, absl::StrCat("[t, a multiple of ", kvh, ", ", cache.k.dim(3), "]"));
-  }
-  if (!SameShape(q, out)) return ShapeError("PagedAttention", "out", out, q.ShapeString());
   std::vector<int32_t> token_seq;
   int64_t max_kv = 0;
-  if (auto s = CheckParams(params, tokens, nb, bs, &token_seq, &max_kv); !s.ok()) return s;
-  if (workspace.bytes() < AttentionWorkspaceBytes(max_kv)) {
-    return absl::InvalidArgumentError(absl::StrCat("PagedAttention: workspace has ", workspace.bytes(),
-                                                   " bytes, needs ", AttentionWorkspaceBytes(max_kv)));
+  if (auto s = checks::CheckAttentionParams(params, tokens, nb, bs, &token_seq, &max_kv); !s.ok()) return s;
+  if (auto s = checks::CheckAttentionWorkspace(workspace, AttentionWorkspaceBytes(max_kv), DeviceKind::kCpu);
+      !s.ok()) {
+    return s;
   }
   const int64_t group = heads / kvh;
   const int64_t kv_row = kvh * hd;

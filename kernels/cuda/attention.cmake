@@ -1,2 +1,2 @@
-# Sources of the attention group (paged prefill and decode attention).
-set(KILN_CUDA_ATTENTION_SRCS cuda_attention.cc)
+# Sources of the attention group (paged prefill and decode attention, KV scatter).
+set(KILN_CUDA_ATTENTION_SRCS cuda_attention.cc cuda_attention_launch.h cuda_attention_kernels.cu)
