@@ -25,9 +25,11 @@ struct BackendOptions {
 // True when this binary was built with the CUDA backend (nvcc found at configure time).
 bool CudaBuilt();
 
-// CPU: always available. CUDA: UNIMPLEMENTED when not built, or (for now) because the CUDA
-// backend's ops are not written yet (kernels/cuda has device query and a cuBLASLt self-test);
-// NOT_FOUND when device_index does not name a visible device.
+// CPU: always available. CUDA (kernels/cuda/cuda_backend.h): UNIMPLEMENTED when kiln was built
+// without CUDA; NOT_FOUND (naming the index and the visible count) when device_index does not
+// name a visible device, which is every index on a machine without a usable driver; otherwise
+// the CUDA backend, whose ops not yet written on the GPU (some of the gemm and attention groups
+// while they land) answer UNIMPLEMENTED per call.
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);
 
 }  // namespace kiln::kernels
