@@ -4,7 +4,8 @@
 // off, head dims 64/80/96/128/256, odd ones (40, 72) and one above the tiled kernel's limit
 // (the generic kernel). Outputs start poisoned (NaN); KvWrite must leave the cache
 // bit-identical to the CPU's; bad metadata is INVALID_ARGUMENT with the CPU's message and
-// nothing written. Without a CUDA device every test skips (gpu_test_util.h).
+// nothing written. Without a CUDA device every test skips (gpu_test_util.h), except
+// AttentionPlanTest, which checks the host-side work plan (cuda_attention_plan.h) anywhere.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -15,6 +16,8 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/cuda_attention_launch.h"
+#include "kernels/cuda/cuda_attention_plan.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace kiln::kernels::gpu_test {
@@ -343,6 +346,121 @@ TEST_F(AttentionRejectTest, CpuViewsAreRefusedByCuda) {
   const absl::Status s = gpu().KvWrite(host_k.view, host_k.view, slots, Cache(1));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(s.message().find("is on cpu"), std::string::npos) << s;
+}
+
+
+// ---- the host-side plan (runs without a device) ------------------------------------------
+
+// Every row of every sequence and kv head must be covered once: by one unsplit item whose
+// keys include [lo(pos), pos], or by one combine whose splits tile the tile's key range
+// contiguously; records must fit the workspace and never overlap.
+void CheckPlanCovers(const Case& c, size_t workspace_bytes, int sm_count, const cuda::AttentionPlan& plan) {
+  const Batch b = MakeBatch(c);
+  const int64_t group = c.heads / c.kv_heads;
+  std::vector<int> covered(static_cast<size_t>(b.tokens * c.heads), 0);
+  std::vector<int> record_owner(static_cast<size_t>(plan.records), 0);
+  auto visit = [&](const std::vector<cuda::AttentionItem>& items, int32_t tile_rows) {
+    for (const cuda::AttentionItem& it : items) {
+      ASSERT_LT(it.kv_begin, it.kv_end);
+      const int32_t q0 = b.query_start[static_cast<size_t>(it.seq)];
+      const int32_t q_len = b.query_start[static_cast<size_t>(it.seq) + 1] - q0;
+      const int32_t kv = b.kv_len[static_cast<size_t>(it.seq)];
+      for (int32_t r = 0; r < tile_rows && it.row_begin + r < q_len * group; ++r) {
+        const int32_t rr = it.row_begin + r;
+        const int64_t pos = kv - q_len + rr / group;
+        const int64_t lo = c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0;
+        const int64_t h = it.kv_head * group + rr % group;
+        if (it.partial < 0) {
+          EXPECT_LE(it.kv_begin, lo);
+          EXPECT_GE(it.kv_end, pos + 1);
+          ++covered[static_cast<size_t>((q0 + rr / group) * c.heads + h)];
+        } else {
+          ASSERT_LT(it.partial + r, plan.records);
+          ++record_owner[static_cast<size_t>(it.partial + r)];
+        }
+      }
+    }
+  };
+  visit(plan.decode_items, cuda::kDecodeTileRows);
+  visit(plan.prefill_items, cuda::kPrefillTileRows);
+  for (const cuda::CombineItem& cb : plan.combines) {
+    // The splits of this tile: contiguous, in order, from the tile's first key to its last.
+    std::vector<const cuda::AttentionItem*> splits;
+    const auto& items = cb.tile_rows == cuda::kDecodeTileRows ? plan.decode_items : plan.prefill_items;
+    for (const cuda::AttentionItem& it : items) {
+      if (it.partial >= cb.partial && it.partial < cb.partial + cb.num_splits * cb.tile_rows) splits.push_back(&it);
+    }
+    ASSERT_EQ(static_cast<int32_t>(splits.size()), cb.num_splits);
+    for (size_t i = 0; i < splits.size(); ++i) {
+      EXPECT_EQ(splits[i]->partial, cb.partial + static_cast<int32_t>(i) * cb.tile_rows);
+      EXPECT_EQ(splits[i]->seq, cb.seq);
+      EXPECT_EQ(splits[i]->kv_head, cb.kv_head);
+      EXPECT_EQ(splits[i]->row_begin, cb.row_begin);
+      if (i > 0) {
+        EXPECT_EQ(splits[i]->kv_begin, splits[i - 1]->kv_end);
+      }
+    }
+    const int32_t q0 = b.query_start[static_cast<size_t>(cb.seq)];
+    const int32_t q_len = b.query_start[static_cast<size_t>(cb.seq) + 1] - q0;
+    const int32_t kv = b.kv_len[static_cast<size_t>(cb.seq)];
+    for (int32_t r = 0; r < cb.tile_rows && cb.row_begin + r < q_len * group; ++r) {
+      const int32_t rr = cb.row_begin + r;
+      const int64_t pos = kv - q_len + rr / group;
+      const int64_t lo = c.window > 0 ? std::max<int64_t>(0, pos - c.window + 1) : 0;
+      EXPECT_LE(splits.front()->kv_begin, lo);
+      EXPECT_GE(splits.back()->kv_end, pos + 1);
+      ++covered[static_cast<size_t>((q0 + rr / group) * c.heads + cb.kv_head * group + rr % group)];
+    }
+  }
+  for (size_t i = 0; i < covered.size(); ++i) EXPECT_EQ(covered[i], 1) << "row " << i;
+  for (size_t i = 0; i < record_owner.size(); ++i) EXPECT_LE(record_owner[i], 1) << "record " << i;
+  EXPECT_LE(static_cast<size_t>(plan.records) * static_cast<size_t>(c.hd + 2) * sizeof(float), workspace_bytes);
+  (void)sm_count;
+}
+
+TEST(AttentionPlanTest, EveryRowCoveredOnceAndRecordsFit) {
+  const std::vector<Case> cases = {
+      {.heads = 8, .kv_heads = 2, .hd = 40, .block_size = 16, .window = 0,
+       .seqs = {{100, 1}, {0, 37}, {50, 20}, {1999, 1}, {0, 1}}},
+      {.heads = 8, .kv_heads = 2, .hd = 72, .block_size = 32, .window = 48,
+       .seqs = {{100, 1}, {0, 37}, {50, 20}, {1999, 1}, {0, 1}}},
+      {.heads = 32, .kv_heads = 4, .hd = 128, .seqs = {{1999, 1}}},
+      {.heads = 64, .kv_heads = 8, .hd = 128, .seqs = {{511, 1}}},
+      {.heads = 8, .kv_heads = 8, .hd = 256, .seqs = {{1023, 2}}},
+      {.heads = 32, .kv_heads = 8, .hd = 64, .block_size = 32, .window = 1000,
+       .seqs = {{0, 1}, {1999, 1}, {700, 1}, {1500, 2}, {1200, 3}}},
+      {.heads = 4, .kv_heads = 1, .hd = 64, .block_size = 32, .window = 100, .seqs = {{0, 333}, {1000, 70}}},
+      {.heads = 16, .kv_heads = 4, .hd = 128, .window = 7,
+       .seqs = {{0, 5}, {17, 1}, {31, 2}, {600, 1}, {64, 64}, {3, 130}, {5, 0}}},
+  };
+  for (const Case& c : cases) {
+    for (size_t ws : {size_t{0}, size_t{40000}, cuda::kSplitWorkspaceBytes}) {
+      for (int sms : {1, 132}) {
+        SCOPED_TRACE(Describe(c) + " workspace " + std::to_string(ws) + " sms " + std::to_string(sms));
+        const Batch b = MakeBatch(c);
+        cuda::AttentionPlan plan;
+        cuda::PlanAttention(ParamsOf(b, c), c.heads / c.kv_heads, c.kv_heads, c.hd, ws, sms, plan);
+        CheckPlanCovers(c, ws, sms, plan);
+        if (ws == 0 || sms == 1) {
+          EXPECT_TRUE(plan.combines.empty());
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionPlanTest, LongBatchOneDecodeIsSplit) {
+  const Case c{.heads = 32, .kv_heads = 8, .hd = 128, .seqs = {{1999, 1}}};
+  const Batch b = MakeBatch(c);
+  cuda::AttentionPlan plan;
+  cuda::PlanAttention(ParamsOf(b, c), 4, 8, 128, cuda::kSplitWorkspaceBytes, 132, plan);
+  EXPECT_EQ(plan.combines.size(), 8u);  // one per kv head
+  EXPECT_TRUE(plan.prefill_items.empty());
+  EXPECT_GT(plan.decode_items.size(), 8u);
+  for (const cuda::AttentionItem& it : plan.decode_items) {
+    EXPECT_GE(it.kv_end - it.kv_begin, 1);
+    EXPECT_LE(it.kv_end - it.kv_begin, 1000);  // at least two splits
+  }
 }
 
 }  // namespace
