@@ -34,8 +34,9 @@ absl::Status CheckAttentionShapes(const TensorView& q, const PagedKvLayer& cache
 // The CSR metadata against q's token count and the cache geometry: query_start starts at 0,
 // is non-decreasing and ends at `tokens`; one kv_len per sequence, each at least its new
 // tokens; block_table is num_seqs x max_blocks_per_seq and every block a sequence uses is in
-// [0, num_blocks). On success fills token_seq (token -> sequence) when non-null and *max_kv
-// (the longest kv_len, 0 without sequences).
+// [0, num_blocks) (block_size must be >= 1 when there are sequences). On success fills
+// token_seq (token -> sequence) when non-null and *max_kv (the longest kv_len, 0 without
+// sequences).
 absl::Status CheckAttentionParams(const AttentionParams& p, int64_t tokens, int64_t num_blocks,
                                   int64_t block_size, std::vector<int32_t>* token_seq,
                                   int64_t* max_kv);
