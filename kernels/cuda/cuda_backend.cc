@@ -17,7 +17,10 @@ absl::Status CheckDevicePointer(const char* op, const char* arg, const void* dat
                                 int device_index) {
   cudaPointerAttributes attributes{};
   const cudaError_t error = cudaPointerGetAttributes(&attributes, data);
-  if (error != cudaSuccess && IsStickyCudaError(error)) return CudaCheck(error, op);
+  if (error != cudaSuccess) {
+    cudaGetLastError();  // a bad pointer is our caller's error, not the next launch's
+    if (IsStickyCudaError(error)) return CudaCheck(error, op);
+  }
   if (error != cudaSuccess || attributes.type != cudaMemoryTypeDevice ||
       attributes.device != device_index) {
     return absl::InvalidArgumentError(
@@ -46,6 +49,11 @@ template <typename Fn>
 absl::Status CudaBackend::Locked(Fn&& fn) {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto s = CudaCheck(cudaSetDevice(ctx_.device_index), "cudaSetDevice"); !s.ok()) return s;
+  // Launch checks read cudaGetLastError, so an error left by an earlier call (already reported,
+  // or ignored as in Free) must not be blamed on this op. A sticky one means the device is gone.
+  if (const cudaError_t stale = cudaGetLastError(); IsStickyCudaError(stale)) {
+    return CudaCheck(stale, "earlier work on this device");
+  }
   return fn();
 }
 
@@ -55,7 +63,6 @@ absl::StatusOr<DeviceBuffer> CudaBackend::Allocate(size_t bytes) {
   const absl::Status status = Locked([&] {
     const cudaError_t error = cudaMalloc(&data, bytes);
     if (error == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // not sticky: clear it so the next launch check does not see it
       return absl::ResourceExhaustedError(
           absl::StrCat("cuda: cannot allocate ", bytes, " bytes on ", DeviceName(ctx_.device)));
     }

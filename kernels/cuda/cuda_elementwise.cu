@@ -16,6 +16,8 @@ namespace kiln::kernels::cuda {
 namespace {
 
 constexpr int64_t kMaxGrid = int64_t{1} << 30;  // grid.x limit is 2^31-1; rows/elements loop
+// Launch bounds make the compiler keep every row kernel within 64 registers per thread, so a
+// 1024-thread block always launches.
 constexpr int kMaxRowThreads = 1024;
 constexpr int kElementThreads = 256;
 
@@ -101,7 +103,7 @@ unsigned ElementGrid(int64_t n) {
 // ---- Convert ----------------------------------------------------------------------------
 
 template <typename S, typename D>
-__global__ void ConvertKernel(const S* src, D* dst, int64_t n) {
+__global__ void __launch_bounds__(kElementThreads) ConvertKernel(const S* src, D* dst, int64_t n) {
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;
   for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n; i += stride) {
     dst[i] = FromFloat<D>(ToFloat(src[i]));
@@ -129,7 +131,7 @@ cudaError_t ConvertFrom(cudaStream_t stream, const S* src, void* dst, FloatType 
 // ---- GatherRows / Embedding ---------------------------------------------------------------
 
 template <typename T, int V>
-__global__ void GatherKernel(const T* table, const int32_t* ids, float* out, int64_t n,
+__global__ void __launch_bounds__(kMaxRowThreads) GatherKernel(const T* table, const int32_t* ids, float* out, int64_t n,
                              int64_t dim) {
   const int64_t nv = dim / V;
   for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
@@ -161,7 +163,7 @@ cudaError_t GatherTyped(cudaStream_t stream, const T* table, const int32_t* ids,
 // ---- RmsNorm / AddRmsNorm -----------------------------------------------------------------
 
 template <typename W, int V>
-__global__ void RmsNormKernel(float* residual, const float* x, const W* weight, float eps,
+__global__ void __launch_bounds__(kMaxRowThreads) RmsNormKernel(float* residual, const float* x, const W* weight, float eps,
                               float* out, int64_t m, int64_t d) {
   __shared__ float shared[33];
   const int64_t nv = d / V;
@@ -215,7 +217,7 @@ cudaError_t RmsNormTyped(cudaStream_t stream, float* residual, const float* x, c
 // ---- LayerNorm ----------------------------------------------------------------------------
 
 template <typename W, int V>
-__global__ void LayerNormKernel(const float* x, const W* weight, const void* bias,
+__global__ void __launch_bounds__(kMaxRowThreads) LayerNormKernel(const float* x, const W* weight, const void* bias,
                                 FloatType bias_type, float eps, float* out, int64_t m, int64_t d) {
   __shared__ float shared[33];
   const int64_t nv = d / V;
@@ -270,7 +272,7 @@ cudaError_t LayerNormTyped(cudaStream_t stream, const float* x, const W* weight,
 // ---- RoPE ---------------------------------------------------------------------------------
 
 // One block per token; thread p handles pair (head p / half, index p % half).
-__global__ void RopeKernel(float* x, const int32_t* positions, const float* inv_freq,
+__global__ void __launch_bounds__(kMaxRowThreads) RopeKernel(float* x, const int32_t* positions, const float* inv_freq,
                            float attention_scaling, int64_t t, int64_t heads, int64_t head_dim,
                            int64_t half) {
   const int64_t pairs = heads * half;
@@ -309,7 +311,7 @@ __device__ __forceinline__ float Apply(float a, float b) {
 // Elements [0, 4 * n4) as float4 (n4 = 0 when the pointers are not 16-byte aligned), the rest
 // one by one.
 template <BinaryOp kOp>
-__global__ void BinaryKernel(const float* a, const float* b, float* out, int64_t n, int64_t n4) {
+__global__ void __launch_bounds__(kElementThreads) BinaryKernel(const float* a, const float* b, float* out, int64_t n, int64_t n4) {
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;
   const int64_t first = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
   for (int64_t i = first; i < n4; i += stride) {
