@@ -11,6 +11,10 @@
 // DeviceLostError). CopyFromHost/CopyToHost synchronize the stream before returning, so the
 // host pointer may be pageable and reused right after, and a CopyToHost sees every earlier op.
 //
+// Views: the elementwise ops check that every view is labelled with this device (else
+// INVALID_ARGUMENT) and trust the label; only the copies also ask the driver that the pointer is
+// this device's memory (too slow per op), so never label host memory as a cuda view.
+//
 // Memory: Allocate is cudaMalloc (256-byte aligned; size 0 gives an empty buffer) and
 // RESOURCE_EXHAUSTED naming the bytes and the device when the device is out of memory; Free is
 // cudaFree (which waits for the device). Buffers must be freed before the backend is destroyed.
