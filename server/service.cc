@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "server/raw_request.h"
 #include "server/stream_reactors.h"
 
 namespace kiln::server {
@@ -39,8 +40,8 @@ grpc::ServerWriteReactor<v1::LoadModelEvent>* KilnService::LoadModel(
   return StartLoadModel(context_, ctx, request);
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* KilnService::Generate(
-    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KilnService::Generate(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
   return StartGenerate(context_, ctx, request);
 }
 
@@ -140,22 +141,25 @@ grpc::ServerUnaryReactor* KilnService::ListAdapters(grpc::CallbackServerContext*
 }
 
 grpc::ServerUnaryReactor* KilnService::Tokenize(grpc::CallbackServerContext* ctx,
-                                                const v1::TokenizeRequest* request,
-                                                v1::TokenizeResponse* response) {
+                                                const grpc::ByteBuffer* raw_request,
+                                                grpc::ByteBuffer* raw_response) {
   Unary rpc(context_, "Tokenize", ctx);
   grpc::Status admitted = rpc.scope.Admit(RpcClass::kInference);
   if (!admitted.ok()) return rpc.Finish(admitted);
-  absl::Status valid = RequireName("model", request->model());
+  v1::TokenizeRequest request;
+  if (absl::Status parsed = ParseRequest(*raw_request, &request); !parsed.ok()) {
+    return rpc.Finish(ToGrpcStatus(parsed));
+  }
+  absl::Status valid = RequireName("model", request.model());
   if (!valid.ok()) return rpc.Finish(ToGrpcStatus(valid));
   absl::StatusOr<engine::TokenizeResult> result = context_->engine().Tokenize(
-      request->model(), request->text(), request->add_special_tokens());
-  if (result.ok()) {
-    engine::TokenizeResult r = *std::move(result);
-    if (!request->return_tokens()) r.tokens.clear();
-    ToProto(r, response);
-    return rpc.Finish(grpc::Status::OK);
-  }
-  return rpc.Finish(ToGrpcStatus(result.status()));
+      request.model(), request.text(), request.add_special_tokens());
+  if (!result.ok()) return rpc.Finish(ToGrpcStatus(result.status()));
+  engine::TokenizeResult r = *std::move(result);
+  if (!request.return_tokens()) r.tokens.clear();
+  v1::TokenizeResponse response;
+  ToProto(r, &response);
+  return rpc.Finish(ToGrpcStatus(SerializeResponse(response, raw_response)));
 }
 
 grpc::ServerUnaryReactor* KilnService::GetServerInfo(grpc::CallbackServerContext* ctx,

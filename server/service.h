@@ -13,7 +13,13 @@
 
 namespace kiln::server {
 
-class KilnService final : public v1::Kiln::CallbackService {
+// Generate and Tokenize carry free text, so they are raw methods: their handlers parse the
+// request themselves and answer invalid UTF-8 with INVALID_ARGUMENT naming the field, where
+// generated handlers would answer a bare UNIMPLEMENTED (raw_request.h).
+using KilnServiceBase = v1::Kiln::WithRawCallbackMethod_Generate<
+    v1::Kiln::WithRawCallbackMethod_Tokenize<v1::Kiln::CallbackService>>;
+
+class KilnService final : public KilnServiceBase {
  public:
   // `context` is not owned and must outlive the grpc::Server serving this service.
   explicit KilnService(ServiceContext* context) : context_(context) {}
@@ -38,11 +44,11 @@ class KilnService final : public v1::Kiln::CallbackService {
   grpc::ServerUnaryReactor* ListAdapters(grpc::CallbackServerContext* ctx,
                                          const v1::ListAdaptersRequest* request,
                                          v1::ListAdaptersResponse* response) override;
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* ctx,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;

@@ -4,6 +4,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "server/raw_request.h"
 
 namespace kiln::server {
 namespace {
@@ -28,9 +30,11 @@ struct Link {
 };
 
 // Shared machinery. `Derived` supplies Convert(events, &pending) and may prepare the first
-// message. Event is the engine's event type, Response the proto message written.
-template <typename Derived, typename Event, typename Response>
-class StreamReactor : public grpc::ServerWriteReactor<Response> {
+// message. Event is the engine's event type, Response the proto message written; Wire is what
+// the method's handler writes: Response itself, or grpc::ByteBuffer for a raw method
+// (raw_request.h), in which case each message is serialized here before its write.
+template <typename Derived, typename Event, typename Response, typename Wire = Response>
+class StreamReactor : public grpc::ServerWriteReactor<Wire> {
  public:
   StreamReactor(ServiceContext* service, grpc::CallbackServerContext* ctx, const char* method)
       : service_(service), ctx_(ctx), rpc_(service, method, ctx) {}
@@ -38,8 +42,9 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
   // Drains the engine stream and starts the next write or the finish. Called on gRPC
   // threads (start, OnWriteDone) and engine threads (ready callback via Link).
   void Pump() {
-    Response* to_write = nullptr;
+    Wire* to_write = nullptr;
     std::optional<grpc::Status> finish;
+    bool cancel_stream = false;
     {
       absl::MutexLock lock(&mu_);
       if (finish_called_ || write_in_flight_) return;
@@ -52,8 +57,19 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
       if (!pending_.empty()) {
         current_ = std::move(pending_.front());
         pending_.pop_front();
-        write_in_flight_ = true;
-        to_write = &current_;
+        if constexpr (std::is_same_v<Wire, Response>) {
+          to_write = &current_;
+        } else {
+          absl::Status serialized = SerializeResponse(current_, &wire_);
+          if (!serialized.ok()) {  // a bug, not bad input: fail this RPC, not the process
+            finish = ToGrpcStatus(serialized);
+            MarkFinishLocked(*finish);
+            cancel_stream = true;
+          } else {
+            to_write = &wire_;
+          }
+        }
+        write_in_flight_ = to_write != nullptr;
       } else {
         finish = *final_;
         MarkFinishLocked(*finish);
@@ -62,6 +78,7 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
     if (to_write != nullptr) {
       this->StartWrite(to_write);
     } else {
+      if (cancel_stream) stream_->Cancel();  // outside mu_: Cancel may call back into Pump
       this->Finish(*finish);
     }
   }
@@ -156,6 +173,7 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
   std::deque<Response> pending_ ABSL_GUARDED_BY(mu_);
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
   Response current_;              // the message being written; touched only while no write
+  Wire wire_;                     // current_ serialized, for raw methods (unused otherwise)
   grpc::Status final_code_;       // what OnDone records (set once, before Finish)
 };
 
@@ -173,18 +191,25 @@ std::string NewRequestId() {
   return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
 }
 
-class GenerateReactor final
-    : public StreamReactor<GenerateReactor, engine::GenerateChunk, v1::GenerateResponse> {
+// Generate is a raw method (service.h): the request arrives as bytes and is parsed here, after
+// admission, so that invalid UTF-8 gets INVALID_ARGUMENT naming the field (raw_request.h).
+class GenerateReactor final : public StreamReactor<GenerateReactor, engine::GenerateChunk,
+                                                   v1::GenerateResponse, grpc::ByteBuffer> {
  public:
   GenerateReactor(ServiceContext* service, grpc::CallbackServerContext* ctx,
-                  const v1::GenerateRequest* request)
+                  const grpc::ByteBuffer* raw_request)
       : StreamReactor(service, ctx, "Generate") {
     grpc::Status admitted = rpc_.Admit(RpcClass::kInference);
     if (!admitted.ok()) {
       FinishEarly(admitted);
       return;
     }
-    absl::StatusOr<engine::GenerateRequest> converted = ToEngineGenerateRequest(*request);
+    v1::GenerateRequest request;
+    if (absl::Status parsed = ParseRequest(*raw_request, &request); !parsed.ok()) {
+      FinishEarly(ToGrpcStatus(parsed));
+      return;
+    }
+    absl::StatusOr<engine::GenerateRequest> converted = ToEngineGenerateRequest(request);
     if (!converted.ok()) {
       FinishEarly(ToGrpcStatus(converted.status()));
       return;
@@ -291,9 +316,9 @@ class LoadModelReactor final
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerate(ServiceContext* service,
-                                                              grpc::CallbackServerContext* ctx,
-                                                              const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerate(ServiceContext* service,
+                                                          grpc::CallbackServerContext* ctx,
+                                                          const grpc::ByteBuffer* request) {
   return new GenerateReactor(service, ctx, request);
 }
 

@@ -13,16 +13,19 @@
 #pragma once
 
 #include "grpcpp/server_context.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
 #include "kiln/v1/kiln.pb.h"
 #include "server/rpc_context.h"
 
 namespace kiln::server {
 
-// Both start the RPC (validation, admission, engine call) before returning.
-grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerate(ServiceContext* service,
-                                                              grpc::CallbackServerContext* ctx,
-                                                              const v1::GenerateRequest* request);
+// Both start the RPC (validation, admission, engine call) before returning. Generate is a raw
+// method: `request` is a serialized GenerateRequest, parsed after admission (raw_request.h),
+// and the reactor writes serialized GenerateResponses.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerate(ServiceContext* service,
+                                                          grpc::CallbackServerContext* ctx,
+                                                          const grpc::ByteBuffer* request);
 grpc::ServerWriteReactor<v1::LoadModelEvent>* StartLoadModel(ServiceContext* service,
                                                              grpc::CallbackServerContext* ctx,
                                                              const v1::LoadModelRequest* request);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "tests/integration/grpc_clients.h"
@@ -261,21 +262,25 @@ TEST_F(ErrorHygieneTest, AuthErrorsDoNotEchoTokens) {
 namespace kiln::security {
 namespace {
 
-// B5/G1: a prompt that is not valid UTF-8 in a proto3 string field. Expected
-// INVALID_ARGUMENT naming the field (INTERNAL is for bugs only, reliability.md §6.4).
-// DISABLED (server/ bug, reported to the lead): kilnd answers UNIMPLEMENTED with an EMPTY
-// message - the request fails to deserialize (proto3 enforces UTF-8 on parse) and gRPC's
-// default for an unparseable request reaches the client, so the status neither has the
-// right code nor names the field (G1, G2). Fix in server/: accept the prompt as a type that
-// parses (e.g. bytes, or a custom deserializer) and reject invalid UTF-8 with
-// INVALID_ARGUMENT "prompt.text: must be valid UTF-8".
-TEST_F(ErrorHygieneTest, DISABLED_InvalidUtf8PromptIsInvalidArgument) {
+// B5/G1: a prompt that is not valid UTF-8 in a proto3 string field gets INVALID_ARGUMENT
+// naming the field (INTERNAL is for bugs only, reliability.md §6.4). Generate and Tokenize are
+// raw methods that parse the request themselves (server/raw_request.h); generated handlers
+// would answer UNIMPLEMENTED with an empty message.
+TEST_F(ErrorHygieneTest, InvalidUtf8PromptIsInvalidArgument) {
   ASSERT_TRUE(client_->LoadModel("gpt2_tiny").ok());
   v1::GenerateRequest r = Gen();
   r.set_text(std::string("ab\xff\xfe", 4));
   grpc::Status s = client_->Generate(r);
   EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("text: must be valid UTF-8"));
   for (const auto& p : HygieneProblems(s.error_message(), {root_, fixtures_})) ADD_FAILURE() << p;
+
+  v1::GenerateRequest stop = Gen();
+  stop.mutable_stopping()->add_stop("fine");
+  stop.mutable_stopping()->add_stop(std::string("\xc0\xaf", 2));  // an overlong '/'
+  s = client_->Generate(stop);
+  EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("stopping.stop[1]: must be valid UTF-8"));
 }
 
 }  // namespace

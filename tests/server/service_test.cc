@@ -469,6 +469,17 @@ TEST_F(ServiceTest, UnaryStatusMappingAndValidation) {
     EXPECT_EQ(response.tokens_size(), 0);  // return_tokens not asked
     EXPECT_EQ(engine_->last_unary_args(), "Tokenize m ab special=1");
   }
+  {  // Tokenize is a raw method: invalid UTF-8 names the field and never reaches the engine
+    v1::TokenizeRequest request;
+    request.set_model("m");
+    request.set_text(std::string("ok\xe2\x82", 4));  // a truncated euro sign
+    v1::TokenizeResponse response;
+    grpc::ClientContext ctx;
+    const grpc::Status status = stub_->Tokenize(&ctx, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(), "text: must be valid UTF-8 (invalid byte at offset 2 of the field)");
+    EXPECT_EQ(engine_->last_unary_args(), "Tokenize m ab special=1");  // unchanged
+  }
 }
 
 TEST_F(ServiceTest, GetServerInfo) {
