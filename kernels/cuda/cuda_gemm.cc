@@ -33,6 +33,9 @@ constexpr size_t kMaxPlans = 4096;
 
 absl::Status LtCheck(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED) {  // a shape/alignment/epilogue cuBLASLt cannot do
+    return absl::UnimplementedError(absl::StrCat("cuBLASLt ", what, ": not supported"));
+  }
   return absl::InternalError(absl::StrCat("cuBLASLt ", what, ": ", cublasLtGetStatusName(s), " (",
                                           cublasLtGetStatusString(s), ")"));
 }
@@ -52,6 +55,22 @@ uint32_t AlignmentOf(const void* p) {
   uint32_t align = 256;
   while (align > 1 && a % align != 0) align >>= 1;
   return align;
+}
+
+// out = x · w^T (+ bias) through the GEMV kernel, kGemvMaxRows rows per launch.
+absl::Status GemvRows(CudaContext& ctx, const TensorView& x, const TensorView& w, const void* bias, GemmDType bt,
+                      const TensorView& out) {
+  const int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
+  for (int64_t r0 = 0; r0 < m; r0 += kGemvMaxRows) {
+    const int64_t rows = std::min<int64_t>(kGemvMaxRows, m - r0);
+    if (auto s = CudaCheck(LaunchGemv(x.as<float>() + r0 * k, w.data(), ToGemmDType(w.dtype()), bias, bt,
+                                      out.as<float>() + r0 * n, rows, n, k, ctx.stream),
+                           "launch Gemv(Matmul)");
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -238,19 +257,8 @@ absl::Status Matmul(CudaContext& ctx, TensorView x, TensorView w, TensorView bia
   const GemmDType wt = ToGemmDType(w.dtype());
   const GemmDType bt = ToGemmDType(bias.dtype());
   const void* pb = bias.empty() ? nullptr : bias.data();
-  if (m <= kGemvMaxRows || k == 0) {
-    // k == 0 (out = bias) also lands here: cuBLASLt refuses empty reductions. Rows in chunks.
-    for (int64_t r0 = 0; r0 < m; r0 += kGemvMaxRows) {
-      const int64_t rows = std::min<int64_t>(kGemvMaxRows, m - r0);
-      if (auto s = CudaCheck(LaunchGemv(x.as<float>() + r0 * k, w.data(), wt, pb, bt, out.as<float>() + r0 * n,
-                                        rows, n, k, ctx.stream),
-                             "launch Gemv(Matmul)");
-          !s.ok()) {
-        return s;
-      }
-    }
-    return absl::OkStatus();
-  }
+  // k == 0 (out = bias) also takes the GEMV: cuBLASLt refuses empty reductions.
+  if (m <= kGemvMaxRows || k == 0) return GemvRows(ctx, x, w, pb, bt, out);
   if (ctx.gemm == nullptr) return absl::InternalError("Matmul: the CUDA context has no GemmEngine");
   WorkspaceCarver carve(workspace.data());
   void* lt_ws = carve.Take(kLtWorkspaceBytes);
@@ -275,6 +283,8 @@ absl::Status Matmul(CudaContext& ctx, TensorView x, TensorView w, TensorView bia
   args.bias = (pb != nullptr && bias.dtype() == DType::kF32) ? bias.as<float>() : nullptr;
   args.lt_workspace = lt_ws;
   auto bias_done = LtGemm(*ctx.gemm, args, ctx.stream);
+  // No cuBLASLt algorithm for this shape/alignment: the GEMV is slower here but exact.
+  if (!bias_done.ok() && absl::IsUnimplemented(bias_done.status())) return GemvRows(ctx, x, w, pb, bt, out);
   if (!bias_done.ok()) return bias_done.status();
   if (pb != nullptr && !*bias_done) {
     return CudaCheck(LaunchBiasRound(out.as<float>(), pb, bt, GemmDType::kF32, m, n, ctx.stream),

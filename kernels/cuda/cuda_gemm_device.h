@@ -13,6 +13,11 @@
 namespace kiln::kernels::cuda::gemm_device {
 
 inline constexpr unsigned kFullMask = 0xffffffffu;
+// int8_mm_dequant's 1/(127*127) as bitsandbytes writes it, and int8_vectorwise_dequant's 1/127.
+inline constexpr float kMmDequantScale = 6.200124e-05f;
+inline constexpr float kInv127 = 7.874015718698502e-3f;
+
+__device__ __forceinline__ float Fp16(float v) { return __half2float(__float2half_rn(v)); }
 
 // v rounded to t (round to nearest even, as the CPU reference's FloatToHalf/FloatToBFloat16).
 __device__ __forceinline__ float RoundTo(float v, GemmDType t) {
