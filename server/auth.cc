@@ -97,4 +97,39 @@ absl::Status Authenticator::Check(const std::string& authorization, RpcClass rpc
   return absl::UnauthenticatedError("invalid credentials");
 }
 
+MethodAccess ClassifyMethod(const std::string& path, const AuthPolicy& policy) {
+  if (absl::StartsWith(path, "/kiln.v1.Kiln/")) return MethodAccess::kServiceChecks;
+  if (absl::StartsWith(path, "/grpc.health.v1.Health/")) {
+    return policy.auth_health ? MethodAccess::kInference : MethodAccess::kOpen;
+  }
+  if (absl::StartsWith(path, "/grpc.reflection.v1alpha.ServerReflection/") ||
+      absl::StartsWith(path, "/grpc.reflection.v1.ServerReflection/")) {
+    return policy.auth_reflection ? MethodAccess::kInference : MethodAccess::kOpen;
+  }
+  return MethodAccess::kInference;
+}
+
+grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata, grpc::AuthContext*,
+                                    OutputMetadata*, OutputMetadata*) {
+  std::string path;
+  std::string authorization;
+  for (const auto& [key, value] : auth_metadata) {
+    if (key == ":path") path.assign(value.data(), value.size());
+    if (key == "authorization") authorization.assign(value.data(), value.size());
+  }
+  switch (ClassifyMethod(path, policy_)) {
+    case MethodAccess::kOpen:
+    case MethodAccess::kServiceChecks:
+      return grpc::Status::OK;
+    case MethodAccess::kInference:
+      break;
+  }
+  const absl::Status s = auth_->Check(authorization, RpcClass::kInference);
+  if (s.ok()) return grpc::Status::OK;
+  const grpc::StatusCode code = s.code() == absl::StatusCode::kPermissionDenied
+                                    ? grpc::StatusCode::PERMISSION_DENIED
+                                    : grpc::StatusCode::UNAUTHENTICATED;
+  return grpc::Status(code, std::string(s.message()));
+}
+
 }  // namespace kiln::server

@@ -126,6 +126,9 @@ const std::vector<Field>& Fields() {
       StringField("tls_client_ca_file", &ServerConfig::tls_client_ca_file),
       IntField<int64_t>("tls_reload_interval_s",
                         [](ServerConfig& c) -> int64_t& { return c.tls_reload_interval_s; }),
+      StringField("tls_state_dir", &ServerConfig::tls_state_dir),
+      BoolField("auth_health", &ServerConfig::auth_health),
+      BoolField("auth_reflection", &ServerConfig::auth_reflection),
       IntField<int32_t>("num_control_threads",
                         [](ServerConfig& c) -> int32_t& { return c.num_control_threads; }),
       IntField<int32_t>("num_compute_threads",
@@ -413,8 +416,17 @@ absl::Status ValidateConfig(const ServerConfig& c) {
     return absl::InvalidArgumentError(
         "tls_client_ca_file: requires tls_cert_file and tls_key_file");
   }
+  if (!c.tls_state_dir.empty() && c.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("tls_state_dir: requires tls_cert_file and tls_key_file");
+  }
+  if (c.tls_reload_interval_s > 365LL * 24 * 3600) {
+    return absl::InvalidArgumentError(absl::StrCat("tls_reload_interval_s: ",
+                                                   c.tls_reload_interval_s,
+                                                   " exceeds one year (31536000)"));
+  }
   const std::pair<const char*, int64_t> non_negative[] = {
       {"drain_timeout_s", c.drain_timeout_s},
+      {"tls_reload_interval_s", c.tls_reload_interval_s},
       {"num_compute_threads", c.num_compute_threads},
       {"max_connection_age_s", c.grpc.max_connection_age_s},
       {"max_connection_age_grace_s", c.grpc.max_connection_age_grace_s},
@@ -426,7 +438,6 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   const engine::EngineLimits& l = c.limits;
   const std::pair<const char*, int64_t> positive[] = {
       {"num_control_threads", c.num_control_threads},
-      {"tls_reload_interval_s", c.tls_reload_interval_s},
       {"max_prompt_bytes", l.max_prompt_bytes},
       {"max_prompt_tokens", l.max_prompt_tokens},
       {"default_max_new_tokens", l.default_max_new_tokens},

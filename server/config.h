@@ -50,16 +50,22 @@ struct ServerConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
-  // gRPC's file watcher re-reads the certificate files this often and serves a rotated
-  // certificate to new connections (>= 1).
+  // kilnd re-reads and validates the TLS files this often (and on SIGHUP) and serves a
+  // rotated certificate to new connections; 0 = only on SIGHUP (server/tls_reloader.h).
   int64_t tls_reload_interval_s = 60;
+  // Private directory (0700) for kilnd's validated copies of the TLS files; "" = a fresh
+  // temporary directory removed at exit. Kubernetes: an emptyDir with medium Memory.
+  std::string tls_state_dir;
   // Debug only: rpc_end lines carry the prompt text. Never on in production.
   bool log_prompts = false;
-  // gRPC server reflection (grpc.reflection.v1alpha). It needs no credential and describes the
-  // API's schema (public anyway); switch it off where service discovery is unwanted. Health
-  // needs no credential either, by design: kubelet's gRPC probes cannot send one, so the
-  // health endpoint says only SERVING/NOT_SERVING per service and the port stays private.
+  // gRPC server reflection (grpc.reflection.v1alpha); it describes the API's schema. Switch it
+  // off where service discovery is unwanted.
   bool enable_reflection = true;
+  // With token files configured: health needs a token (off by default: kubelet's native gRPC
+  // probes cannot send one; health says only SERVING/NOT_SERVING per service) and reflection
+  // needs an inference or admin token (on by default). No effect while auth is off.
+  bool auth_health = false;
+  bool auth_reflection = true;
   int32_t num_control_threads = 2;
   int32_t num_compute_threads = 0;
   engine::EngineLimits limits;

@@ -62,8 +62,12 @@ ABSL_FLAG(bool, log_prompts, false,
           "DEBUG ONLY: rpc_end log lines include the prompt text. Off by default: logs carry "
           "no prompt or generated text and never a token.");
 ABSL_FLAG(bool, enable_reflection, true,
-          "Serve gRPC server reflection (needs no credential; describes the API schema). "
-          "Health checks never need a credential: Kubernetes probes cannot send one.");
+          "Serve gRPC server reflection (describes the API schema; see --auth_reflection).");
+ABSL_FLAG(bool, auth_health, kDefaults.auth_health,
+          "With token files: grpc.health.v1.Health needs an inference or admin token. Off by "
+          "default: kubelet's native gRPC probes cannot send one.");
+ABSL_FLAG(bool, auth_reflection, kDefaults.auth_reflection,
+          "With token files: server reflection needs an inference or admin token.");
 ABSL_FLAG(bool, print_config, false,
           "Print the effective config (defaults < --config file < flags) as JSON and exit 0.");
 ABSL_FLAG(std::string, ready_file, "",
@@ -80,8 +84,13 @@ ABSL_FLAG(std::string, tls_key_file, "", "PEM private key for tls_cert_file.");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mTLS).");
 ABSL_FLAG(int64_t, tls_reload_interval_s, kDefaults.tls_reload_interval_s,
-          "Re-read the TLS files this often; new connections get a rotated certificate "
-          "(SIGHUP logs a reload request; the watcher applies it).");
+          "Re-read and validate the TLS files this often (0 = only on SIGHUP); new "
+          "connections get a rotated certificate, a bad file is refused and the previous "
+          "certificate stays.");
+ABSL_FLAG(std::string, tls_state_dir, "",
+          "Private directory (0700) for kilnd's validated copies of the TLS files; default a "
+          "fresh directory under $TMPDIR or /tmp, removed at exit. Kubernetes: an emptyDir "
+          "with medium Memory.");
 ABSL_FLAG(int32_t, num_control_threads, kDefaults.num_control_threads,
           "Engine threads for loads and other slow I/O.");
 ABSL_FLAG(int32_t, num_compute_threads, kDefaults.num_compute_threads,
@@ -230,8 +239,8 @@ int Run(int argc, char** argv) {
       "serves causal language models over gRPC (kiln.v1.Kiln).\n"
       "  kilnd --listen=0.0.0.0:50051 --model_roots=/models [--config=kilnd.json]\n"
       "Signals: SIGTERM/SIGINT drain (health NOT_SERVING, in-flight RPCs finish up to "
-      "--drain_timeout_s) and exit 0; SIGHUP is logged and ignored (TLS files are "
-      "re-read every --tls_reload_interval_s).");
+      "--drain_timeout_s) and exit 0; SIGHUP re-reads and validates the TLS files (a bad "
+      "file is refused and the previous certificate keeps serving).");
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "kilnd.cc");
@@ -314,10 +323,11 @@ int Run(int argc, char** argv) {
   while (true) {
     sigwait(&signals, &sig);
     if (sig != SIGHUP) break;
-    // SIGHUP: gRPC's certificate watcher owns the re-read (every tls_reload_interval_s);
-    // acknowledge in the log and keep serving instead of dying (SIGHUP's default).
-    logger->Log(LogLevel::kInfo, "sighup",
-                {{"tls_reload_within_s", config->tls_reload_interval_s}});
+    // SIGHUP: reload the TLS files now (validated; the reloader logs and counts the outcome)
+    // and keep serving instead of dying (SIGHUP's default).
+    const bool tls = !config->tls_cert_file.empty();
+    logger->Log(LogLevel::kInfo, "sighup", {{"tls", tls ? "reload" : "off"}});
+    if (tls) (*server)->ReloadTls().IgnoreError();
   }
   if (preload_failed) exit_code = 1;
   logger->Log(LogLevel::kInfo, "signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});

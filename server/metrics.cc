@@ -58,6 +58,15 @@ Metrics::Metrics(const std::string& version, const std::string& commit, bool cud
                  .Help("Seconds since kilnd started.")
                  .Register(*registry_)
                  .Add({});
+  tls_reloads_ = &prometheus::BuildCounter()
+                     .Name("kiln_tls_reloads_total")
+                     .Help("TLS key material reloads after start (SIGHUP or the reload interval) "
+                           "by outcome; an error keeps the previous certificate.")
+                     .Register(*registry_);
+  tls_expiry_ = &prometheus::BuildGauge()
+                     .Name("kiln_tls_certificate_expiry_timestamp_seconds")
+                     .Help("notAfter of the served TLS certificate, in Unix seconds.")
+                     .Register(*registry_);
   scrape_ = std::make_shared<ScrapeCollectable>(this);
 }
 
@@ -89,6 +98,20 @@ void Metrics::RpcFinished(const std::string& method, grpc::StatusCode code,
 }
 
 void Metrics::SetDraining(bool draining) { draining_->Set(draining ? 1 : 0); }
+
+void Metrics::EnableTlsMetrics() {
+  tls_reloads_->Add({{"status", "ok"}});
+  tls_reloads_->Add({{"status", "error"}});
+  tls_expiry_->Add({});
+}
+
+void Metrics::TlsReloaded(bool ok) {
+  tls_reloads_->Add({{"status", ok ? "ok" : "error"}}).Increment();
+}
+
+void Metrics::SetTlsCertificateExpiry(absl::Time not_after) {
+  tls_expiry_->Add({}).Set(static_cast<double>(absl::ToUnixSeconds(not_after)));
+}
 
 void Metrics::RefreshUptime() const {
   uptime_->Set(absl::ToDoubleSeconds(absl::Now() - start_));

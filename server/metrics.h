@@ -9,6 +9,9 @@
 //   kiln_rpc_in_flight{method}                 gauge      RPCs started, not yet finished
 //   kiln_draining                              gauge      1 once draining started
 //   kiln_uptime_seconds                        gauge      seconds since start (at scrape time)
+//   kiln_tls_reloads_total{status}             counter    TLS reloads after start, ok|error
+//   kiln_tls_certificate_expiry_timestamp_seconds  gauge  served certificate's notAfter (unix s)
+// (the two TLS metrics appear once EnableTlsMetrics() ran, i.e. only when TLS is on)
 //
 // Thread-safety: all methods are thread-safe.
 #pragma once
@@ -51,6 +54,11 @@ class Metrics {
   void RpcFinished(const std::string& method, grpc::StatusCode code, absl::Duration duration);
   void SetDraining(bool draining);
 
+  // TLS (server/tls_reloader.h): creates both reload counters at 0 and the expiry gauge.
+  void EnableTlsMetrics();
+  void TlsReloaded(bool ok);
+  void SetTlsCertificateExpiry(absl::Time not_after);
+
   // Everything in the registry in the Prometheus text format (uptime refreshed).
   std::string Text() const;
 
@@ -66,6 +74,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* in_flight_;
   prometheus::Gauge* draining_;
   prometheus::Gauge* uptime_;
+  prometheus::Family<prometheus::Counter>* tls_reloads_;
+  prometheus::Family<prometheus::Gauge>* tls_expiry_;
   std::shared_ptr<ScrapeCollectable> scrape_;
   std::unique_ptr<MetricsHttpServer> http_;
 };

@@ -1,8 +1,6 @@
 #include "server/server.h"
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -11,9 +9,8 @@
 #include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
-#include "grpcpp/security/tls_certificate_provider.h"
-#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server_builder.h"
+#include "server/tls_credentials.h"
 
 namespace kiln::server {
 namespace {
@@ -30,51 +27,6 @@ class WithoutPlugin final : public grpc::ServerBuilderOption {
  private:
   std::string name_;
 };
-
-absl::StatusOr<std::string> ReadFile(const std::string& setting, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(setting, ": cannot read '", path, "'"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// TLS through gRPC's certificate provider: a FileWatcherCertificateProvider re-reads the
-// files every tls_reload_interval_s, so a rotated certificate (e.g. a renewed Kubernetes
-// Secret) is served to new connections without a restart. The files are read once here so
-// a missing file fails the start with a clear status instead of failing every handshake.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
-    const ServerConfig& config) {
-  if (config.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
-  for (const auto& [setting, path] : {std::pair{"tls_cert_file", &config.tls_cert_file},
-                                      std::pair{"tls_key_file", &config.tls_key_file},
-                                      std::pair{"tls_client_ca_file", &config.tls_client_ca_file}}) {
-    if (path->empty()) continue;
-    absl::StatusOr<std::string> text = ReadFile(setting, *path);
-    if (!text.ok()) return text.status();
-    if (!absl::StrContains(*text, "-----BEGIN ")) {
-      return absl::InvalidArgumentError(absl::StrCat(setting, ": '", *path, "' is not PEM"));
-    }
-  }
-  const auto interval = static_cast<unsigned int>(config.tls_reload_interval_s);
-  std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider;
-  if (config.tls_client_ca_file.empty()) {
-    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-        config.tls_key_file, config.tls_cert_file, interval);
-  } else {
-    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-        config.tls_key_file, config.tls_cert_file, config.tls_client_ca_file, interval);
-  }
-  grpc::experimental::TlsServerCredentialsOptions options(provider);
-  options.watch_identity_key_cert_pairs();
-  if (config.tls_client_ca_file.empty()) {
-    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  } else {
-    options.watch_root_certs();
-    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  }
-  return grpc::experimental::TlsServerCredentials(options);
-}
 
 bool IsLoopback(const std::string& listen) {
   return absl::StartsWith(listen, "127.") || absl::StartsWith(listen, "localhost:") ||
@@ -123,8 +75,22 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
       Authenticator::FromFiles(config.admin_token_file, config.inference_token_file);
   if (!auth.ok()) return auth.status();
   s->auth_ = *std::move(auth);
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeCredentials(config);
-  if (!credentials.ok()) return credentials.status();
+  if (!config.tls_cert_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TlsReloader>> tls = TlsReloader::Create(
+        {{config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file},
+         config.tls_state_dir,
+         absl::Seconds(config.tls_reload_interval_s)},
+        s->metrics_.get(), s->logger_.get());
+    if (!tls.ok()) return tls.status();
+    s->tls_ = *std::move(tls);
+  }
+  std::shared_ptr<AuthProcessor> processor;
+  if (s->auth_->enabled()) {
+    processor = std::make_shared<AuthProcessor>(
+        s->auth_, AuthPolicy{config.auth_health, config.auth_reflection});
+  }
+  const std::shared_ptr<grpc::ServerCredentials> credentials =
+      MakeServerCredentials(s->tls_.get(), std::move(processor));
 
   ServerLimits server_limits{config.grpc.max_receive_message_bytes,
                              config.grpc.max_concurrent_streams};
@@ -141,7 +107,7 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   if (!config.enable_reflection) builder.SetOption(std::make_unique<WithoutPlugin>("proto_server_reflection"));
-  builder.AddListeningPort(config.listen, *credentials, &s->grpc_port_);
+  builder.AddListeningPort(config.listen, credentials, &s->grpc_port_);
   builder.RegisterService(s->service_.get());
   ApplyGrpcLimits(config.grpc, &builder);
   s->server_ = builder.BuildAndStart();
@@ -179,7 +145,10 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
                            : config.tls_client_ca_file.empty() ? "on"
                                                                : "mutual"},
                    {"log_prompts", config.log_prompts ? "on (debug)" : "off"},
-                   {"auth", s->auth_->enabled() ? "on" : "off"}});
+                   {"auth", s->auth_->enabled() ? "on" : "off"},
+                   {"auth_health", s->auth_->enabled() && config.auth_health ? "on" : "off"},
+                   {"auth_reflection",
+                    s->auth_->enabled() && config.auth_reflection ? "on" : "off"}});
   return s;
 }
 
@@ -187,6 +156,12 @@ KilnServer::~KilnServer() {
   Shutdown(absl::ZeroDuration());
   health_.reset();  // joins its thread before the gRPC server (which owns health) goes
   server_.reset();
+  tls_.reset();  // the watcher reads the staged files until the server is gone
+}
+
+absl::Status KilnServer::ReloadTls() {
+  if (tls_ == nullptr) return absl::FailedPreconditionError("TLS is off: nothing to reload");
+  return tls_->Reload("sighup");
 }
 
 void KilnServer::SetServing(bool serving) {

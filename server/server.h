@@ -7,6 +7,10 @@
 // UNAVAILABLE) → WaitForIdle(deadline) → Shutdown() (engine ends what is left with
 // UNAVAILABLE, then the gRPC server stops with a short grace).
 //
+// TLS: the key material is validated and staged by a TlsReloader (server/tls_reloader.h);
+// ReloadTls() swaps in the operator's current files. Auth for gRPC's own services (health,
+// reflection) is checked in the transport by an AuthProcessor (server/auth.h).
+//
 // Thread-safety: all methods are thread-safe; Shutdown() is idempotent.
 #pragma once
 
@@ -23,6 +27,7 @@
 #include "server/metrics.h"
 #include "server/rpc_context.h"
 #include "server/service.h"
+#include "server/tls_reloader.h"
 
 namespace kiln::server {
 
@@ -31,7 +36,8 @@ class KilnServer {
   // Binds `config.listen` (and `config.metrics_listen` unless empty) and starts serving.
   // The engine is shared so tests can keep a handle on a fake. `metrics` must be the object
   // whose registry the engine was given. UNAVAILABLE when a port cannot be bound;
-  // INVALID_ARGUMENT / NOT_FOUND for bad settings or unreadable token/TLS files.
+  // INVALID_ARGUMENT / NOT_FOUND for bad settings, unreadable token/TLS files or TLS files
+  // that fail validation (server/tls_material.h).
   static absl::StatusOr<std::unique_ptr<KilnServer>> Start(const ServerConfig& config,
                                                            std::shared_ptr<engine::Engine> engine,
                                                            std::shared_ptr<Metrics> metrics,
@@ -50,6 +56,9 @@ class KilnServer {
   // True once no kiln.v1 RPC is in flight; false when `deadline` passed first.
   bool WaitForIdle(absl::Time deadline) { return context_->WaitForIdle(deadline); }
   void Shutdown(absl::Duration grace = absl::Seconds(5));
+  // Re-reads, validates and stages the TLS files (SIGHUP). FAILED_PRECONDITION when TLS is
+  // off; otherwise TlsReloader::Reload's status (the previous certificate stays on error).
+  absl::Status ReloadTls();
   // Blocks until queued health updates are applied (tests).
   void FlushHealth() { health_->Flush(); }
 
@@ -62,7 +71,8 @@ class KilnServer {
   std::shared_ptr<engine::Engine> engine_;
   std::shared_ptr<Metrics> metrics_;
   std::shared_ptr<Logger> logger_;
-  std::unique_ptr<Authenticator> auth_;
+  std::shared_ptr<Authenticator> auth_;  // shared with the transport's AuthProcessor
+  std::unique_ptr<TlsReloader> tls_;      // null without TLS; outlives server_
   std::unique_ptr<ServiceContext> context_;
   std::unique_ptr<KilnService> service_;
   std::unique_ptr<grpc::Server> server_;

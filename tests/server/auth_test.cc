@@ -58,3 +58,61 @@ TEST(AuthTest, FromFiles) {
 
 }  // namespace
 }  // namespace kiln::server
+
+namespace kiln::server {
+namespace {
+
+TEST(AuthTest, MethodsMapToAccessByPolicy) {
+  const AuthPolicy defaults;
+  EXPECT_EQ(ClassifyMethod("/grpc.health.v1.Health/Check", defaults), MethodAccess::kOpen);
+  EXPECT_EQ(ClassifyMethod("/grpc.health.v1.Health/Watch", defaults), MethodAccess::kOpen);
+  EXPECT_EQ(ClassifyMethod("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                           defaults),
+            MethodAccess::kInference);
+  EXPECT_EQ(ClassifyMethod("/kiln.v1.Kiln/Generate", defaults), MethodAccess::kServiceChecks);
+  EXPECT_EQ(ClassifyMethod("/kiln.v1.Kiln/LoadModel", defaults), MethodAccess::kServiceChecks);
+  // Unknown services fail closed.
+  EXPECT_EQ(ClassifyMethod("/grpc.channelz.v1.Channelz/GetTopChannels", defaults),
+            MethodAccess::kInference);
+  EXPECT_EQ(ClassifyMethod("", defaults), MethodAccess::kInference);
+
+  const AuthPolicy flipped{/*auth_health=*/true, /*auth_reflection=*/false};
+  EXPECT_EQ(ClassifyMethod("/grpc.health.v1.Health/Check", flipped), MethodAccess::kInference);
+  EXPECT_EQ(ClassifyMethod("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", flipped),
+            MethodAccess::kOpen);
+}
+
+grpc::Status RunProcessor(AuthProcessor& processor, const std::string& path,
+                          const std::string& authorization) {
+  grpc::AuthMetadataProcessor::InputMetadata md;
+  md.emplace(grpc::string_ref(":path"), grpc::string_ref(path));
+  if (!authorization.empty()) {
+    md.emplace(grpc::string_ref("authorization"), grpc::string_ref(authorization));
+  }
+  grpc::AuthMetadataProcessor::OutputMetadata consumed, response;
+  return processor.Process(md, nullptr, &consumed, &response);
+}
+
+TEST(AuthTest, ProcessorChecksOnlyWhatThePolicyCovers) {
+  auto auth = std::make_shared<Authenticator>(std::vector<std::string>{"adm"},
+                                              std::vector<std::string>{"inf"});
+  AuthProcessor processor(auth, AuthPolicy{});
+  const std::string reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+  EXPECT_EQ(RunProcessor(processor, reflection, "").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(RunProcessor(processor, reflection, "Bearer nope").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(RunProcessor(processor, reflection, "Bearer inf").ok());
+  EXPECT_TRUE(RunProcessor(processor, reflection, "Bearer adm").ok());
+  EXPECT_TRUE(RunProcessor(processor, "/grpc.health.v1.Health/Check", "").ok());
+  // kiln.v1 handlers check (and count) their own credentials.
+  EXPECT_TRUE(RunProcessor(processor, "/kiln.v1.Kiln/LoadModel", "").ok());
+
+  AuthProcessor strict(auth, AuthPolicy{/*auth_health=*/true, /*auth_reflection=*/true});
+  EXPECT_EQ(RunProcessor(strict, "/grpc.health.v1.Health/Check", "").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(RunProcessor(strict, "/grpc.health.v1.Health/Check", "Bearer inf").ok());
+}
+
+}  // namespace
+}  // namespace kiln::server

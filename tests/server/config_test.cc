@@ -255,3 +255,42 @@ TEST(ConfigTest, ConfigToJsonRoundTripsEveryKey) {
 
 }  // namespace
 }  // namespace kiln::server
+
+namespace kiln::server {
+namespace {
+
+TEST(ConfigTest, TlsReloadAndAuthScopeSettings) {
+  ServerConfig config;
+  EXPECT_FALSE(config.auth_health);  // kubelet probes cannot send a token
+  EXPECT_TRUE(config.auth_reflection);
+  EXPECT_EQ(config.tls_state_dir, "");
+  ASSERT_TRUE(ApplyConfigJson(R"({"auth_health": true, "auth_reflection": false,
+      "tls_cert_file": "/c", "tls_key_file": "/k", "tls_state_dir": "/var/run/kiln/tls",
+      "tls_reload_interval_s": 0})",
+                              &config)
+                  .ok());
+  EXPECT_TRUE(config.auth_health);
+  EXPECT_FALSE(config.auth_reflection);
+  EXPECT_EQ(config.tls_state_dir, "/var/run/kiln/tls");
+  // 0 = reload only on SIGHUP.
+  EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
+  const nlohmann::json printed = nlohmann::json::parse(ConfigToJson(config));
+  EXPECT_EQ(printed["auth_health"], true);
+  EXPECT_EQ(printed["auth_reflection"], false);
+  EXPECT_EQ(printed["tls_state_dir"], "/var/run/kiln/tls");
+
+  ASSERT_TRUE(ApplyConfigFlag("auth_reflection", "true", &config).ok());
+  EXPECT_TRUE(config.auth_reflection);
+  EXPECT_EQ(ApplyConfigFlag("auth_health", "maybe", &config).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  config.tls_reload_interval_s = -1;
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("tls_reload_interval_s"));
+  config.tls_reload_interval_s = 60;
+  config.tls_cert_file.clear();
+  config.tls_key_file.clear();
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("tls_state_dir"));
+}
+
+}  // namespace
+}  // namespace kiln::server
