@@ -81,6 +81,29 @@ QuantKernelParams ParamsOf(const QuantizedMatrix& w) {
   return p;
 }
 
+// The fused GEMV over rows in chunks of kGemvMaxRows, each chunk's x rounded into `scratch`
+// (kLtWorkspaceBytes, unused by cuBLASLt here): the prefill path's fallback when cuBLASLt has no
+// algorithm for a shape (`why`), slower but exact.
+absl::Status GemvRows(CudaContext& ctx, const QuantKernelParams& p, const float* x, const void* bias, GemmDType bt,
+                      float* out, int64_t m, void* scratch, const absl::Status& why) {
+  const int64_t n = p.rows, k = p.cols;
+  if (Bytes(kGemvMaxRows, k, 4) > kLtWorkspaceBytes) return why;
+  auto* xr = static_cast<float*>(scratch);  // [kGemvMaxRows, k]
+  for (int64_t r0 = 0; r0 < m; r0 += kGemvMaxRows) {
+    const int64_t rows = std::min<int64_t>(kGemvMaxRows, m - r0);
+    if (auto s = CudaCheck(LaunchRoundToCompute(x + r0 * k, xr, p.compute, rows * k, ctx.stream),
+                           "launch RoundToCompute(QuantMatmul)");
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = CudaCheck(LaunchQuantGemv(p, xr, bias, bt, out + r0 * n, rows, ctx.stream), "launch QuantGemv");
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Prefill: dequantize W tile by tile in compute_dtype, multiply with cuBLASLt, then bias and
 // the rounding of the output.
 absl::Status DequantGemm(CudaContext& ctx, const QuantKernelParams& p, const float* x, const void* bias,
@@ -117,7 +140,10 @@ absl::Status DequantGemm(CudaContext& ctx, const QuantKernelParams& p, const flo
     args.out = out + j0;
     args.ldo = n;
     args.lt_workspace = lt_ws;
-    if (auto done = LtGemm(*ctx.gemm, args, ctx.stream); !done.ok()) return done.status();
+    if (auto done = LtGemm(*ctx.gemm, args, ctx.stream); !done.ok()) {
+      if (!absl::IsUnimplemented(done.status())) return done.status();
+      return GemvRows(ctx, p, x, bias, bt, out, m, lt_ws, done.status());
+    }
   }
   return CudaCheck(LaunchBiasRound(out, bias, bt, p.compute, m, n, ctx.stream), "launch BiasRound(QuantMatmul)");
 }
