@@ -1,6 +1,10 @@
 // Bearer-token auth on the real kilnd: admin vs inference credentials (reliability.md §5),
-// through a plain gRPC client and through kilnctl --token / $KILN_TOKEN.
+// through a plain gRPC client and through kilnctl --token / $KILN_TOKEN; and the credential
+// gRPC's own services need (--auth_health, --auth_reflection), checked in the transport.
 #include <gmock/gmock.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/client_interceptor.h>
 #include <gtest/gtest.h>
 
 #include "kiln/v1/kiln.grpc.pb.h"
@@ -17,6 +21,45 @@ using ::testing::Not;
 
 constexpr char kAdminToken[] = "admin-7f3c9a";
 constexpr char kInferenceToken[] = "infer-51b2e0";
+
+// Adds `authorization: Bearer <token>` to every call of a channel, so helpers that take a
+// channel (HealthCheck, ReflectionListServices) can send a token.
+class TokenInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(std::string token) : token_(std::move(token)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", "Bearer " + token_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string token_;
+};
+
+class TokenInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(std::string token) : token_(std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new TokenInterceptor(token_);
+  }
+
+ private:
+  std::string token_;
+};
+
+std::shared_ptr<grpc::Channel> ConnectWithToken(const std::string& address,
+                                                const std::string& token) {
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<TokenInterceptorFactory>(token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(),
+      std::move(factories));
+}
 
 class KilndAuthTest : public ::testing::Test {
  protected:
@@ -130,6 +173,48 @@ TEST_F(KilndAuthTest, HealthAndMetricsNeedNoToken) {
   EXPECT_EQ(status, HealthCheckResponse::SERVING);
   absl::StatusOr<PromExposition> metrics = ScrapeMetrics(kilnd_->metrics_port());
   ASSERT_TRUE(metrics.ok()) << metrics.status();
+}
+
+TEST_F(KilndAuthTest, ReflectionNeedsATokenByDefault) {
+  absl::StatusOr<std::vector<std::string>> anonymous = ReflectionListServices(channel_);
+  // (The helper reports a failed read, not the status; the token cases below show the
+  // refusal is the credential check.)
+  ASSERT_FALSE(anonymous.ok()) << "reflection answered without a token";
+  absl::StatusOr<std::vector<std::string>> wrong =
+      ReflectionListServices(ConnectWithToken(kilnd_->grpc_address(), "wrong"));
+  EXPECT_FALSE(wrong.ok());
+  for (const char* token : {kInferenceToken, kAdminToken}) {
+    absl::StatusOr<std::vector<std::string>> services =
+        ReflectionListServices(ConnectWithToken(kilnd_->grpc_address(), token));
+    ASSERT_TRUE(services.ok()) << services.status();
+    EXPECT_THAT(*services, ::testing::Contains("kiln.v1.Kiln"));
+  }
+  // kiln.v1 still answers with its own codes through the transport check.
+  EXPECT_EQ(Load(kInferenceToken).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST(KilndAuthScopesTest, HealthCanRequireATokenAndReflectionCanBeOpen) {
+  absl::StatusOr<std::unique_ptr<TempDir>> dir = TempDir::Create("kilnd_auth_scopes");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  absl::StatusOr<std::string> tokens = (*dir)->WriteFile("tokens", std::string(kInferenceToken));
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  absl::StatusOr<std::unique_ptr<KilndProcess>> kilnd = KilndProcess::Start(
+      {KilndPath(),
+       {"--inference_token_file=" + *tokens, "--auth_health=true", "--auth_reflection=false"}});
+  ASSERT_TRUE(kilnd.ok()) << kilnd.status();
+  const std::string address = (*kilnd)->grpc_address();
+
+  HealthCheckResponse::ServingStatus status = HealthCheckResponse::UNKNOWN;
+  EXPECT_EQ(HealthCheck(Connect(address), "", &status).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  const grpc::Status with_token = HealthCheck(ConnectWithToken(address, kInferenceToken), "", &status);
+  ASSERT_TRUE(with_token.ok()) << with_token.error_message() << "\n" << (*kilnd)->Log();
+  EXPECT_EQ(status, HealthCheckResponse::SERVING);
+
+  absl::StatusOr<std::vector<std::string>> services = ReflectionListServices(Connect(address));
+  ASSERT_TRUE(services.ok()) << services.status();
+  EXPECT_THAT(*services, ::testing::Contains("grpc.health.v1.Health"));
+  EXPECT_THAT((*kilnd)->Log(), HasSubstr("auth_health=on auth_reflection=off"));
 }
 
 TEST_F(KilndAuthTest, KilnctlTokenFlagAndEnvironment) {
