@@ -122,6 +122,7 @@ absl::Status ParseRequest(const grpc::ByteBuffer& wire, google::protobuf::Messag
 
 absl::Status SerializeResponse(const google::protobuf::Message& message, grpc::ByteBuffer* wire) {
   bool own_buffer = false;
+  wire->Clear();  // gRPC's serializer writes only into an empty buffer (it asserts so)
   const grpc::Status status =
       grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, wire, &own_buffer);
   if (status.ok()) return absl::OkStatus();

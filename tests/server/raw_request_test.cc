@@ -87,17 +87,23 @@ TEST(RawRequestTest, MalformedWireFormatIsInvalidArgument) {
   EXPECT_EQ(s.message(), "request is not a valid kiln.v1.GenerateRequest (malformed wire format)");
 }
 
-TEST(RawRequestTest, SerializeResponseRoundTrips) {
-  v1::TokenizeResponse in;
-  in.add_token_ids(7);
-  in.add_tokens("tok");
+// The same buffer is reused for every message of a stream (stream_reactors.cc), with messages
+// both under and over gRPC's inlined-slice size, which take different serializer paths.
+TEST(RawRequestTest, SerializeResponseRoundTripsIntoAReusedBuffer) {
   grpc::ByteBuffer wire;
-  ASSERT_TRUE(SerializeResponse(in, &wire).ok());
-  grpc::Slice slice;
-  ASSERT_TRUE(wire.DumpToSingleSlice(&slice).ok());
-  v1::TokenizeResponse out;
-  ASSERT_TRUE(out.ParseFromArray(slice.begin(), static_cast<int>(slice.size())));
-  EXPECT_EQ(out.SerializeAsString(), in.SerializeAsString());
+  for (int tokens : {1, 200, 3, 1000}) {
+    v1::TokenizeResponse in;
+    for (int i = 0; i < tokens; ++i) {
+      in.add_token_ids(i);
+      in.add_tokens("tok" + std::to_string(i));
+    }
+    ASSERT_TRUE(SerializeResponse(in, &wire).ok());
+    grpc::Slice slice;
+    ASSERT_TRUE(wire.DumpToSingleSlice(&slice).ok());
+    v1::TokenizeResponse out;
+    ASSERT_TRUE(out.ParseFromArray(slice.begin(), static_cast<int>(slice.size())));
+    EXPECT_EQ(out.SerializeAsString(), in.SerializeAsString()) << tokens << " tokens";
+  }
 }
 
 }  // namespace
