@@ -5,7 +5,10 @@
 //                         kernels::CreateBackend({.kind = kernels::BackendKind::kCpu}));
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
@@ -24,6 +27,21 @@ struct BackendOptions {
 
 // True when this binary was built with the CUDA backend (nvcc found at configure time).
 bool CudaBuilt();
+
+// A visible accelerator, as the device inventory (engine/runtime/placement_glue.h) needs it.
+struct AcceleratorInfo {
+  int index = 0;            // the CUDA device index (BackendOptions::device_index)
+  std::string name;         // "NVIDIA H200"
+  int compute_major = 0;
+  int compute_minor = 0;
+  int64_t free_bytes = 0;   // cudaMemGetInfo at the time of the call
+  int64_t total_bytes = 0;
+};
+
+// The CUDA devices this process can use, in index order. Empty when kiln was built without
+// CUDA or when the driver/runtime is unusable (no libcuda, no device); *note (if given) then
+// says why, for the startup log. A device whose query fails is skipped and named in *note.
+std::vector<AcceleratorInfo> ListCudaDevices(std::string* note = nullptr);
 
 // CPU: always available. CUDA (kernels/cuda/cuda_backend.h): UNIMPLEMENTED when kiln was built
 // without CUDA; NOT_FOUND (naming the index and the visible count) when device_index does not

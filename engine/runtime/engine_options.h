@@ -55,6 +55,13 @@ struct EngineLimits {
   // i (device_map/max_memory key "i"), so multi-device placement and execution run without a
   // GPU. Empty (the default): the inventory is the CPU alone. placement_glue.h DeviceInventory.
   std::vector<int64_t> logical_cpu_device_bytes;
+  // CUDA devices (issue #7/#8): when kiln is built with CUDA and no logical CPU devices are
+  // configured, every visible CUDA device i becomes accelerator i with a ledger budget of
+  // min(free memory at startup, cuda_memory_fraction x total memory); the rest is left to the
+  // CUDA context, cuBLASLt and fragmentation (vLLM's gpu_memory_utilization). use_cuda = false
+  // serves from the CPU alone on a GPU machine.
+  bool use_cuda = true;
+  double cuda_memory_fraction = 0.9;
 };
 
 struct EngineOptions {

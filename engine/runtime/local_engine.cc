@@ -161,10 +161,16 @@ EngineInfo LocalEngine::GetInfo() {
     info.architectures.emplace_back(ArchitectureName(a));
   }
   // Per device, from the memory ledger every load and adapter upload reserves in.
-  const int64_t page = sysconf(_SC_PAGESIZE);
+  const int64_t physical = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
   for (const placement::DeviceMemorySnapshot& s : ledger_->Snapshot()) {
     DeviceReport d{.name = s.device.Name(), .description = "host CPU (CPU backend)"};
-    d.total_bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * page;
+    d.total_bytes = physical;  // the CPU and logical CPU devices share host memory
+    if (auto it = device_backends_.find(s.device); it != device_backends_.end()) {
+      d.description = it->second->Describe();
+    }
+    if (s.device.is_gpu() && static_cast<size_t>(s.device.index) < cuda_devices_.size()) {
+      d.total_bytes = cuda_devices_[static_cast<size_t>(s.device.index)].total_bytes;
+    }
     d.budget_bytes = s.capacity_bytes;
     d.free_bytes = s.available_bytes();
     auto kind = [&](placement::MemoryKind k) { return s.by_kind[static_cast<int>(k)]; };
@@ -215,9 +221,11 @@ void LocalEngine::Shutdown() {
 }
 
 DeviceBackends LocalEngine::MakeDeviceBackends(kernels::Backend* cpu,
-                                               const std::vector<std::unique_ptr<kernels::Backend>>& logical) {
+                                               const std::vector<std::unique_ptr<kernels::Backend>>& accelerators) {
   DeviceBackends backends = {{placement::Device::Cpu(), cpu}};
-  for (size_t i = 0; i < logical.size(); ++i) backends[placement::Device::Gpu(static_cast<int>(i))] = logical[i].get();
+  for (size_t i = 0; i < accelerators.size(); ++i) {
+    backends[placement::Device::Gpu(static_cast<int>(i))] = accelerators[i].get();
+  }
   return backends;
 }
 
@@ -379,23 +387,40 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(EngineOptions options) {
   absl::StatusOr<std::unique_ptr<kernels::Backend>> backend = kernels::CreateBackend(
       {.kind = kernels::BackendKind::kCpu, .num_threads = options.num_compute_threads});
   if (!backend.ok()) return backend.status();
-  // Logical CPU devices (EngineLimits::logical_cpu_device_bytes): the multi-device code path
-  // without a GPU; each gets its own backend, seen by the planner as device i.
-  std::vector<std::unique_ptr<kernels::Backend>> logical;
-  for (size_t i = 0; i < options.limits.logical_cpu_device_bytes.size(); ++i) {
-    kernels::BackendOptions device;
-    device.kind = kernels::BackendKind::kCpu;
-    device.num_threads = options.num_compute_threads;
-    device.logical_device = static_cast<int>(i) + 1;
-    absl::StatusOr<std::unique_ptr<kernels::Backend>> b = kernels::CreateBackend(device);
-    if (!b.ok()) return b.status();
-    logical.push_back(*std::move(b));
+  // Accelerators: logical CPU devices (EngineLimits::logical_cpu_device_bytes, the multi-device
+  // code path without a GPU) or else the visible CUDA devices; each gets its own backend, seen
+  // by the planner as device i.
+  std::vector<std::unique_ptr<kernels::Backend>> accelerators;
+  std::vector<kernels::AcceleratorInfo> cuda_devices;
+  if (!options.limits.logical_cpu_device_bytes.empty()) {
+    for (size_t i = 0; i < options.limits.logical_cpu_device_bytes.size(); ++i) {
+      kernels::BackendOptions device;
+      device.kind = kernels::BackendKind::kCpu;
+      device.num_threads = options.num_compute_threads;
+      device.logical_device = static_cast<int>(i) + 1;
+      absl::StatusOr<std::unique_ptr<kernels::Backend>> b = kernels::CreateBackend(device);
+      if (!b.ok()) return b.status();
+      accelerators.push_back(*std::move(b));
+    }
+  } else if (options.limits.use_cuda) {
+    cuda_devices = kernels::ListCudaDevices();
+    for (const kernels::AcceleratorInfo& info : cuda_devices) {
+      kernels::BackendOptions device;
+      device.kind = kernels::BackendKind::kCuda;
+      device.device_index = info.index;
+      absl::StatusOr<std::unique_ptr<kernels::Backend>> b = kernels::CreateBackend(device);
+      if (!b.ok()) {
+        return absl::Status(b.status().code(), absl::StrCat("cuda:", info.index, " (", info.name,
+                                                            "): ", b.status().message()));
+      }
+      accelerators.push_back(*std::move(b));
+    }
   }
   absl::StatusOr<std::unique_ptr<placement::MemoryLedger>> ledger =
-      placement::MemoryLedger::Create(DeviceInventory(options.limits));
+      placement::MemoryLedger::Create(DeviceInventory(options.limits, cuda_devices));
   if (!ledger.ok()) return ledger.status();
-  return std::make_unique<LocalEngine>(std::move(options), *std::move(backend), std::move(logical),
-                                       *std::move(ledger));
+  return std::make_unique<LocalEngine>(std::move(options), *std::move(backend), std::move(accelerators),
+                                       std::move(cuda_devices), *std::move(ledger));
 }
 
 }  // namespace kiln::engine

@@ -40,20 +40,24 @@
 #include "engine/runtime/model_runtime.h"
 #include "engine/runtime/placement_glue.h"
 #include "kernels/backend.h"
+#include "kernels/backend_factory.h"
 
 namespace kiln::engine {
 
 class LocalEngine final : public Engine {
  public:
-  // `logical`: the backends of EngineLimits::logical_cpu_device_bytes, in order (planner
-  // devices 0, 1, ...); empty: the CPU backend alone.
+  // `accelerators`: the backends of planner devices 0, 1, ... in order: the logical CPU
+  // devices of EngineLimits::logical_cpu_device_bytes, or else the CUDA devices `cuda_devices`
+  // describes (one backend each); empty: the CPU backend alone.
   LocalEngine(EngineOptions options, std::unique_ptr<kernels::Backend> backend,
-              std::vector<std::unique_ptr<kernels::Backend>> logical,
+              std::vector<std::unique_ptr<kernels::Backend>> accelerators,
+              std::vector<kernels::AcceleratorInfo> cuda_devices,
               std::unique_ptr<placement::MemoryLedger> ledger)
       : options_(std::move(options)),
         backend_(std::move(backend)),
-        logical_backends_(std::move(logical)),
-        device_backends_(MakeDeviceBackends(backend_.get(), logical_backends_)),
+        accelerator_backends_(std::move(accelerators)),
+        cuda_devices_(std::move(cuda_devices)),
+        device_backends_(MakeDeviceBackends(backend_.get(), accelerator_backends_)),
         ledger_(std::move(ledger)),
         store_(options_.model_roots,
                options_.hub_cache.empty() ? ModelStore::DefaultHubCache() : options_.hub_cache),
@@ -159,7 +163,7 @@ class LocalEngine final : public Engine {
 
   static absl::Status NotFound(const std::string& name);
   static DeviceBackends MakeDeviceBackends(kernels::Backend* cpu,
-                                           const std::vector<std::unique_ptr<kernels::Backend>>& logical);
+                                           const std::vector<std::unique_ptr<kernels::Backend>>& accelerators);
 
   absl::Status AdmitLoad(const LoadModelOptions& options, const std::string& name);
 
@@ -185,7 +189,8 @@ class LocalEngine final : public Engine {
 
   const EngineOptions options_;
   std::unique_ptr<kernels::Backend> backend_;
-  std::vector<std::unique_ptr<kernels::Backend>> logical_backends_;
+  std::vector<std::unique_ptr<kernels::Backend>> accelerator_backends_;  // accelerators 0..n-1
+  const std::vector<kernels::AcceleratorInfo> cuda_devices_;  // when the accelerators are CUDA
   const DeviceBackends device_backends_;  // planner device -> backend (the CPU and logical devices)
 
   // Every byte a model or adapter holds on a device (engine/placement/ledger.h). Declared before

@@ -28,10 +28,23 @@ int64_t CpuMemoryBudget(const EngineLimits& limits) {
   return static_cast<int64_t>(pages) * static_cast<int64_t>(page_size);
 }
 
-std::vector<DeviceCapacity> DeviceInventory(const EngineLimits& limits) {
+int64_t CudaDeviceBudget(const EngineLimits& limits, const kernels::AcceleratorInfo& device) {
+  const double fraction = std::clamp(limits.cuda_memory_fraction, 0.0, 1.0);
+  const auto share = static_cast<int64_t>(fraction * static_cast<double>(device.total_bytes));
+  return std::max<int64_t>(0, std::min(device.free_bytes, share));
+}
+
+std::vector<DeviceCapacity> DeviceInventory(const EngineLimits& limits,
+                                            std::span<const kernels::AcceleratorInfo> cuda_devices) {
   std::vector<DeviceCapacity> out;
-  for (size_t i = 0; i < limits.logical_cpu_device_bytes.size(); ++i) {
-    out.push_back(DeviceCapacity{Device::Gpu(static_cast<int>(i)), limits.logical_cpu_device_bytes[i]});
+  if (!limits.logical_cpu_device_bytes.empty()) {
+    for (size_t i = 0; i < limits.logical_cpu_device_bytes.size(); ++i) {
+      out.push_back(DeviceCapacity{Device::Gpu(static_cast<int>(i)), limits.logical_cpu_device_bytes[i]});
+    }
+  } else if (limits.use_cuda) {
+    for (size_t i = 0; i < cuda_devices.size(); ++i) {
+      out.push_back(DeviceCapacity{Device::Gpu(static_cast<int>(i)), CudaDeviceBudget(limits, cuda_devices[i])});
+    }
   }
   out.push_back(DeviceCapacity{Device::Cpu(), CpuMemoryBudget(limits)});
   return out;

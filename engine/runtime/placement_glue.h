@@ -8,10 +8,10 @@
 //   3. ReservePlanned(ledger, plan, owner)       weights reserved per device before allocating
 //   4. ReserveExactly(...) after the allocation  trues the reservation up to the real bytes
 //
-// The device inventory is {"cpu": CpuMemoryBudget(limits)}, plus accelerators 0..n-1 when
-// limits.logical_cpu_device_bytes configures logical CPU devices (each executed by its own CPU
-// backend; the planner treats them exactly as GPUs, so "auto"/"balanced"/"sequential" and
-// max_memory {"0": ..., "1": ...} split models across them). GPU names the inventory lacks
+// The device inventory is {"cpu": CpuMemoryBudget(limits)}, plus accelerators 0..n-1: the
+// logical CPU devices of limits.logical_cpu_device_bytes (each executed by its own CPU backend)
+// or else the visible CUDA devices. The planner treats both alike, so "auto"/"balanced"/
+// "sequential" and max_memory {"0": ..., "1": ...} split models across them. GPU names the inventory lacks
 // resolve as transformers does on a machine without them: INVALID_ARGUMENT naming the device
 // ("cuda:0 is not available; devices: cpu"). A plan that puts a tensor on a device without a
 // backend (DeviceBackends) is UNIMPLEMENTED naming the tensor and device.
@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@
 #include "engine/runtime/api_types.h"
 #include "engine/runtime/engine_options.h"
 #include "kernels/backend.h"
+#include "kernels/backend_factory.h"
 #include "kernels/dtype.h"
 
 namespace kiln::engine {
@@ -49,10 +51,18 @@ class Checkpoint;
 // limits.cpu_memory_bytes when > 0, else the machine's physical memory (sysconf), else 0.
 int64_t CpuMemoryBudget(const EngineLimits& limits);
 
-// The device inventory this build serves from: GPU i (a logical CPU device) with
-// limits.logical_cpu_device_bytes[i] for each configured one, then {cpu: CpuMemoryBudget(limits)}.
-// The engine creates its MemoryLedger from it (placement::MemoryLedger::Create(DeviceInventory(limits))).
-std::vector<placement::DeviceCapacity> DeviceInventory(const EngineLimits& limits);
+// The device inventory this build serves from, accelerators first, then
+// {cpu: CpuMemoryBudget(limits)}:
+//  - GPU i = logical CPU device i with limits.logical_cpu_device_bytes[i] for each configured
+//    one (tests and the no-GPU multi-device path; CUDA devices are then not used), else
+//  - GPU i = cuda_devices[i] (kernels::ListCudaDevices) when limits.use_cuda, with
+//    CudaDeviceBudget bytes.
+// The engine creates its MemoryLedger from it (placement::MemoryLedger::Create(DeviceInventory(...))).
+std::vector<placement::DeviceCapacity> DeviceInventory(
+    const EngineLimits& limits, std::span<const kernels::AcceleratorInfo> cuda_devices = {});
+
+// min(device.free_bytes, limits.cuda_memory_fraction * device.total_bytes), never negative.
+int64_t CudaDeviceBudget(const EngineLimits& limits, const kernels::AcceleratorInfo& device);
 
 // The backend that executes each planner device (not owned). placement::Device::Cpu() is the
 // host CPU backend; Device::Gpu(i) a CUDA device or logical CPU device i. Every backend must

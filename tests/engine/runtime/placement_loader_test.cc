@@ -496,3 +496,63 @@ TEST(PlacementGlueTest, ReserveExactlyGrowsAndShrinks) {
 
 }  // namespace
 }  // namespace kiln::engine
+
+namespace kiln::engine {
+namespace {
+
+// CUDA devices enter the inventory as accelerators when no logical CPU devices are configured,
+// with min(free at startup, cuda_memory_fraction x total) bytes each (issue #7). The device
+// list is what kernels::ListCudaDevices reports; here it is given, as on a 2-GPU machine.
+TEST(DeviceInventoryTest, CudaDevicesBecomeAcceleratorsWithTheirBudget) {
+  EngineLimits limits;
+  limits.cpu_memory_bytes = 1000;
+  limits.cuda_memory_fraction = 0.5;
+  std::vector<kernels::AcceleratorInfo> gpus(2);
+  gpus[0].index = 0;
+  gpus[0].total_bytes = 8000;
+  gpus[0].free_bytes = 7000;  // fraction binds: 4000
+  gpus[1].index = 1;
+  gpus[1].total_bytes = 8000;
+  gpus[1].free_bytes = 3000;  // another process holds memory: free binds
+  const auto inventory = DeviceInventory(limits, gpus);
+  ASSERT_EQ(inventory.size(), 3u);
+  EXPECT_EQ(inventory[0].device, placement::Device::Gpu(0));
+  EXPECT_EQ(inventory[0].capacity_bytes, 4000);
+  EXPECT_EQ(inventory[1].device, placement::Device::Gpu(1));
+  EXPECT_EQ(inventory[1].capacity_bytes, 3000);
+  EXPECT_EQ(inventory[2].device, placement::Device::Cpu());
+  EXPECT_EQ(inventory[2].capacity_bytes, 1000);
+
+  limits.use_cuda = false;  // serve from the CPU alone on a GPU machine
+  ASSERT_EQ(DeviceInventory(limits, gpus).size(), 1u);
+
+  limits.use_cuda = true;
+  limits.logical_cpu_device_bytes = {500};  // logical devices take the accelerator slots
+  const auto logical = DeviceInventory(limits, gpus);
+  ASSERT_EQ(logical.size(), 2u);
+  EXPECT_EQ(logical[0].capacity_bytes, 500);
+
+  limits.logical_cpu_device_bytes.clear();
+  limits.cuda_memory_fraction = 7.0;  // out of range: clamped to 1
+  EXPECT_EQ(DeviceInventory(limits, gpus)[0].capacity_bytes, 7000);
+  limits.cuda_memory_fraction = -1.0;
+  EXPECT_EQ(DeviceInventory(limits, gpus)[0].capacity_bytes, 0);
+}
+
+// Without a usable GPU (or without CUDA built) the list is empty and the note says why; with
+// one, every device reports its memory.
+TEST(DeviceInventoryTest, ListCudaDevicesReportsMemoryOrWhyNone) {
+  std::string note;
+  const auto devices = kernels::ListCudaDevices(&note);
+  if (devices.empty()) {
+    EXPECT_FALSE(note.empty());
+  }
+  for (const kernels::AcceleratorInfo& d : devices) {
+    EXPECT_FALSE(d.name.empty());
+    EXPECT_GT(d.total_bytes, 0);
+    EXPECT_LE(d.free_bytes, d.total_bytes);
+  }
+}
+
+}  // namespace
+}  // namespace kiln::engine
