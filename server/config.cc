@@ -154,6 +154,13 @@ const std::vector<Field>& Fields() {
       KILN_LIMIT(max_resident_adapters),
       KILN_LIMIT(max_adapter_host_bytes),
       KILN_LIMIT(cpu_memory_bytes),
+      KILN_LIMIT(cuda_memory_percent),
+      {"use_cuda", Kind::kBool,
+       [](ServerConfig& c, const Value& v) {
+         c.limits.use_cuda = std::get<bool>(v);
+         return absl::OkStatus();
+       },
+       [](const ServerConfig& c) { return nlohmann::json(c.limits.use_cuda); }},
       {"logical_cpu_devices", Kind::kList,
        [](ServerConfig& c, const Value& v) {
          // Byte budgets of logical CPU devices (the multi-device path without a GPU).
@@ -476,6 +483,10 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   for (const auto& [name, v] : {std::pair<const char*, int64_t>{"max_adapter_host_bytes", l.max_adapter_host_bytes},
                                 {"cpu_memory_bytes", l.cpu_memory_bytes}}) {
     if (v < 0) return absl::InvalidArgumentError(absl::StrCat(name, ": must be >= 0, got ", v));
+  }
+  if (l.cuda_memory_percent < 1 || l.cuda_memory_percent > 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cuda_memory_percent: must be in [1, 100], got ", l.cuda_memory_percent));
   }
   constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   const std::pair<const char*, int64_t> fits_int[] = {

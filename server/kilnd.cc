@@ -133,6 +133,12 @@ ABSL_FLAG(std::vector<std::string>, logical_cpu_devices, {},
           "device-map planner sees as device 0, 1, ... (multi-device placement without a GPU).");
 ABSL_FLAG(int64_t, cpu_memory_bytes, kLimits.cpu_memory_bytes,
           "Bytes the CPU device offers to models (weights, KV); 0 = physical memory.");
+ABSL_FLAG(bool, use_cuda, kLimits.use_cuda,
+          "Serve from the visible CUDA devices (when built with CUDA and no --logical_cpu_devices); "
+          "false: the CPU alone.");
+ABSL_FLAG(int32_t, cuda_memory_percent, kLimits.cuda_memory_percent,
+          "Percent of each CUDA device's total memory kiln may use (capped by the free memory at "
+          "startup); the rest stays for the CUDA context and cuBLASLt.");
 ABSL_FLAG(int32_t, max_running_requests, kLimits.max_running_requests,
           "Sequences batched together in one engine step, per model.");
 ABSL_FLAG(int32_t, max_batched_tokens, kLimits.max_batched_tokens,

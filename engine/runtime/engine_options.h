@@ -57,11 +57,11 @@ struct EngineLimits {
   std::vector<int64_t> logical_cpu_device_bytes;
   // CUDA devices (issue #7/#8): when kiln is built with CUDA and no logical CPU devices are
   // configured, every visible CUDA device i becomes accelerator i with a ledger budget of
-  // min(free memory at startup, cuda_memory_fraction x total memory); the rest is left to the
-  // CUDA context, cuBLASLt and fragmentation (vLLM's gpu_memory_utilization). use_cuda = false
-  // serves from the CPU alone on a GPU machine.
+  // min(free memory at startup, cuda_memory_percent % of total memory); the rest is left to the
+  // CUDA context, cuBLASLt and fragmentation (vLLM's gpu_memory_utilization, in percent).
+  // use_cuda = false serves from the CPU alone on a GPU machine.
   bool use_cuda = true;
-  double cuda_memory_fraction = 0.9;
+  int32_t cuda_memory_percent = 90;
 };
 
 struct EngineOptions {

@@ -29,8 +29,8 @@ int64_t CpuMemoryBudget(const EngineLimits& limits) {
 }
 
 int64_t CudaDeviceBudget(const EngineLimits& limits, const kernels::AcceleratorInfo& device) {
-  const double fraction = std::clamp(limits.cuda_memory_fraction, 0.0, 1.0);
-  const auto share = static_cast<int64_t>(fraction * static_cast<double>(device.total_bytes));
+  const int64_t percent = std::clamp<int64_t>(limits.cuda_memory_percent, 0, 100);
+  const int64_t share = device.total_bytes / 100 * percent + device.total_bytes % 100 * percent / 100;
   return std::max<int64_t>(0, std::min(device.free_bytes, share));
 }
 

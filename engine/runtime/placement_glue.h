@@ -61,7 +61,8 @@ int64_t CpuMemoryBudget(const EngineLimits& limits);
 std::vector<placement::DeviceCapacity> DeviceInventory(
     const EngineLimits& limits, std::span<const kernels::AcceleratorInfo> cuda_devices = {});
 
-// min(device.free_bytes, limits.cuda_memory_fraction * device.total_bytes), never negative.
+// min(device.free_bytes, limits.cuda_memory_percent % of device.total_bytes), the percent
+// clamped to [0, 100].
 int64_t CudaDeviceBudget(const EngineLimits& limits, const kernels::AcceleratorInfo& device);
 
 // The backend that executes each planner device (not owned). placement::Device::Cpu() is the

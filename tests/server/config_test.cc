@@ -294,3 +294,26 @@ TEST(ConfigTest, TlsReloadAndAuthScopeSettings) {
 
 }  // namespace
 }  // namespace kiln::server
+
+namespace kiln::server {
+namespace {
+
+// The CUDA settings (device inventory, issue #7) reach the engine limits; a percent outside
+// [1, 100] is refused by name.
+TEST(ConfigTest, CudaSettingsReachTheEngineLimits) {
+  ServerConfig config;
+  ASSERT_TRUE(ApplyConfigJson(R"({"use_cuda": false, "cuda_memory_percent": 75})", &config).ok());
+  ASSERT_TRUE(ValidateConfig(config).ok());
+  EXPECT_FALSE(config.limits.use_cuda);
+  EXPECT_EQ(config.limits.cuda_memory_percent, 75);
+  for (int bad : {0, 101}) {
+    ServerConfig c;
+    ASSERT_TRUE(ApplyConfigJson(R"({"cuda_memory_percent": )" + std::to_string(bad) + "}", &c).ok());
+    const absl::Status s = ValidateConfig(c);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("cuda_memory_percent: must be in [1, 100]"));
+  }
+}
+
+}  // namespace
+}  // namespace kiln::server

@@ -501,12 +501,12 @@ namespace kiln::engine {
 namespace {
 
 // CUDA devices enter the inventory as accelerators when no logical CPU devices are configured,
-// with min(free at startup, cuda_memory_fraction x total) bytes each (issue #7). The device
+// with min(free at startup, cuda_memory_percent % of total) bytes each (issue #7). The device
 // list is what kernels::ListCudaDevices reports; here it is given, as on a 2-GPU machine.
 TEST(DeviceInventoryTest, CudaDevicesBecomeAcceleratorsWithTheirBudget) {
   EngineLimits limits;
   limits.cpu_memory_bytes = 1000;
-  limits.cuda_memory_fraction = 0.5;
+  limits.cuda_memory_percent = 50;
   std::vector<kernels::AcceleratorInfo> gpus(2);
   gpus[0].index = 0;
   gpus[0].total_bytes = 8000;
@@ -533,9 +533,9 @@ TEST(DeviceInventoryTest, CudaDevicesBecomeAcceleratorsWithTheirBudget) {
   EXPECT_EQ(logical[0].capacity_bytes, 500);
 
   limits.logical_cpu_device_bytes.clear();
-  limits.cuda_memory_fraction = 7.0;  // out of range: clamped to 1
+  limits.cuda_memory_percent = 700;  // out of range: clamped to 100
   EXPECT_EQ(DeviceInventory(limits, gpus)[0].capacity_bytes, 7000);
-  limits.cuda_memory_fraction = -1.0;
+  limits.cuda_memory_percent = -1;
   EXPECT_EQ(DeviceInventory(limits, gpus)[0].capacity_bytes, 0);
 }
 
