@@ -156,6 +156,7 @@ absl::StatusOr<LoadedModel> LocalEngine::LoadWithAdapters(const LoadModelOptions
   context.base_name = options.model;
   context.sites.assign(loaded.parts.model->lora_sites().begin(), loaded.parts.model->lora_sites().end());
   context.backend = backend_.get();
+  context.device_backends = device_backends_;
   context.directory = directory;
   context.limits = options_.limits;
   context.ledger = ledger_.get();

@@ -47,15 +47,16 @@ class HostLora final : public AdapterPayload {
 
 class DeviceLora final : public AdapterPayload {
  public:
-  // `reservation`: the ledger bytes of `weights` (may be inactive); returned after the weights
-  // are freed, when the last Handle or the cache drops this payload.
-  DeviceLora(LoraWeights weights, placement::Reservation reservation)
-      : reservation_(std::move(reservation)), weights_(std::move(weights)) {}
+  // `reservations`: the ledger bytes of `weights`, one per device the pairs sit on (a split
+  // model's layers are on several); returned after the weights are freed, when the last Handle
+  // or the cache drops this payload.
+  DeviceLora(LoraWeights weights, std::vector<placement::Reservation> reservations)
+      : reservations_(std::move(reservations)), weights_(std::move(weights)) {}
   const LoraWeights& weights() const { return weights_; }
   size_t bytes() const override { return weights_.bytes(); }
 
  private:
-  placement::Reservation reservation_;  // first: released after weights_ is destroyed
+  std::vector<placement::Reservation> reservations_;  // first: released after weights_ is destroyed
   LoraWeights weights_;
 };
 

@@ -25,6 +25,7 @@
 #include "engine/placement/ledger.h"
 #include "engine/runtime/adapter_cache.h"
 #include "engine/runtime/engine_options.h"
+#include "engine/runtime/placement_glue.h"
 #include "kernels/backend.h"
 
 namespace kiln::engine {
@@ -56,7 +57,10 @@ struct ModelAdapterContext {
   ModelConfig config;                     // the base model's config
   std::string base_name;                  // LoadModel's model name (for base_model_name_or_path)
   std::vector<LoraSite> sites;            // CausalLm::lora_sites()
-  kernels::Backend* backend = nullptr;    // the model's backend
+  kernels::Backend* backend = nullptr;    // the model's backend (for sites without their own)
+  // Planner device of each backend (the engine's table): adapter bytes are reserved on the
+  // device of the layer each pair is uploaded to. Empty: everything counts on the CPU.
+  DeviceBackends device_backends;
   std::shared_ptr<AdapterDirectory> directory;
   EngineLimits limits;
   // Device adapter bytes are reserved here (kind adapter, owner = the served model name) before

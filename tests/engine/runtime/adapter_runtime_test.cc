@@ -4,6 +4,7 @@
 // and adapter auto-detection. Expected tokens are peft's greedy runs
 // (tests/golden/fixtures/lora/lora.json, made by tools/fixtures/make_lora_fixtures.py).
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,8 +48,10 @@ GreedyRun ReferenceRun(const std::string& adapter) {
 }
 
 std::unique_ptr<Engine> MakeAdapterEngine(std::vector<std::string> extra_model_roots = {},
-                                          std::shared_ptr<prometheus::Registry> registry = nullptr) {
+                                          std::shared_ptr<prometheus::Registry> registry = nullptr,
+                                          EngineLimits limits = {}) {
   EngineOptions options;
+  options.limits = std::move(limits);
   options.metrics_registry = std::move(registry);
   options.model_roots = {kFixtures + "/models"};
   for (std::string& root : extra_model_roots) options.model_roots.push_back(std::move(root));
@@ -333,6 +336,51 @@ TEST(AdapterModelTest, UnloadReturnsEveryByteAcrossCycles) {
         << "cycle " << cycle;
     EXPECT_EQ(after.free_bytes, after.budget_bytes);
   }
+}
+
+// A model split over two logical devices (issue #7): each adapter pair is uploaded to its
+// layer's device, so the ledger books the adapter's bytes there, not on the CPU; the tokens
+// are peft's; unloading returns every byte.
+TEST(AdapterDevicesTest, ASplitModelBooksItsAdapterOnTheDevicesOfItsLayers) {
+  EngineLimits limits;
+  limits.logical_cpu_device_bytes = {int64_t{64} << 20, int64_t{64} << 20};
+  std::unique_ptr<Engine> engine = MakeAdapterEngine({}, nullptr, limits);
+  ASSERT_NE(engine, nullptr);
+  LoadModelOptions options;
+  options.model = "llama_tiny";
+  options.device_map_strategy = "balanced";
+  ModelInfo info;
+  ASSERT_TRUE(LoadAndWait(*engine, options, &info).ok());
+  std::set<std::string> layer_devices;  // "cuda:N" of every decoder layer
+  for (const auto& [module, device] : info.device_map) {
+    if (module.rfind("model.layers.", 0) == 0) layer_devices.insert(device == "cpu" ? device : "cuda:" + device);
+  }
+  ASSERT_FALSE(layer_devices.empty());
+
+  const GreedyRun ref = ReferenceRun("llama_qv_r4");
+  Collected c = GenerateAll(*engine, Greedy("llama_tiny", "llama_qv_r4", ref.input_ids, 16));
+  ASSERT_TRUE(c.status.ok()) << c.status;
+  EXPECT_EQ(c.ids, ref.new_ids);
+
+  auto listed = engine->ListAdapters("llama_tiny");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  int64_t booked = 0;
+  std::set<std::string> adapter_devices;
+  for (const DeviceReport& d : engine->GetInfo().devices) {
+    booked += d.adapter_bytes;
+    if (d.adapter_bytes > 0) adapter_devices.insert(d.name);
+  }
+  EXPECT_EQ(booked, (*listed)[0].bytes);
+  EXPECT_EQ(adapter_devices, layer_devices);  // q_proj/v_proj live in the layers; never "cpu"
+
+  absl::Notification done;
+  engine->UnloadAdapter("llama_tiny", "llama_qv_r4", /*force=*/false, [&](absl::StatusOr<int64_t> freed) {
+    EXPECT_TRUE(freed.ok()) << freed.status();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  for (const DeviceReport& d : engine->GetInfo().devices) EXPECT_EQ(d.adapter_bytes, 0) << d.name;
 }
 
 }  // namespace
