@@ -24,7 +24,7 @@
 #include "engine/model/model_config.h"
 #include "engine/model/rope.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "tests/golden/golden_backend.h"
 
 namespace kiln::engine {
 namespace {
@@ -47,7 +47,8 @@ Loaded Load(const std::string& name, kernels::DType dtype) {
   auto ckpt = Checkpoint::Open(dir);
   EXPECT_TRUE(ckpt.ok()) << ckpt.status();
   l.checkpoint = std::move(*ckpt);
-  l.backend = std::move(*kernels::cpu::CreateCpuBackend({.num_threads = 2}));
+  l.backend = golden::MakeGoldenBackend();
+  if (l.backend == nullptr) return l;
   auto model = LoadCausalLm(l.config, *l.checkpoint, {.dtype = dtype}, *l.backend);
   EXPECT_TRUE(model.ok()) << model.status();
   if (model.ok()) l.model = std::move(*model);

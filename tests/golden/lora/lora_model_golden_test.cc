@@ -29,7 +29,7 @@
 #include "engine/runtime/lora_payloads.h"
 #include "engine/quant/bnb_config.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "tests/golden/golden_backend.h"
 #include "tests/golden/golden_util.h"
 
 namespace kiln::engine {
@@ -65,7 +65,7 @@ class LoraModel {
     config_ = *config;
     auto ckpt = Checkpoint::Open(dir);
     EXPECT_TRUE(ckpt.ok()) << ckpt.status();
-    backend_ = std::move(*kernels::cpu::CreateCpuBackend({.num_threads = 2}));
+    backend_ = golden::MakeGoldenBackend();
     LoadOptions options;
     options.dtype = kernels::DType::kF32;
     if (bnb_kwargs.is_object()) {
@@ -298,8 +298,8 @@ TEST(LoraSitesTest, AnAdapterForAnotherModelIsRefusedAtUpload) {
   ASSERT_TRUE(adapter.ok()) << adapter.status();
   EXPECT_NE(gpt2.Add("lora/adapters/gpt2_fan_in_fan_out"), nullptr);
   const std::vector<HostLoraModule> views = LoraModuleViews(**adapter);
-  auto backend = kernels::cpu::CreateCpuBackend({.num_threads = 1});
-  ASSERT_TRUE(backend.ok());
+  std::unique_ptr<kernels::Backend> backend = golden::MakeGoldenBackend(1);
+  ASSERT_NE(backend, nullptr);
   // Sites of llama: none is a GPT-2 module.
   auto model_config = LoadModelConfig(kFixtures + "models/llama_tiny");
   ASSERT_TRUE(model_config.ok());
@@ -307,7 +307,7 @@ TEST(LoraSitesTest, AnAdapterForAnotherModelIsRefusedAtUpload) {
   for (const BaseLinear& b : ListBaseModules(*model_config).linears) {
     llama_sites.push_back({b.name, b.out_features, b.in_features, 0, b.out_features, kernels::TensorView()});
   }
-  auto uploaded = UploadLora(**backend, llama_sites, views);
+  auto uploaded = UploadLora(*backend, llama_sites, views);
   EXPECT_EQ(uploaded.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(uploaded.status().message().find("transformer.h.0"), std::string::npos) << uploaded.status();
 }

@@ -19,7 +19,7 @@
 #include "engine/model/model_config.h"
 #include "gtest/gtest.h"
 #include "tests/golden/golden_util.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "tests/golden/golden_backend.h"
 
 namespace kiln::engine {
 namespace {
@@ -41,11 +41,11 @@ TEST_P(PrequantModelGoldenTest, LogitsMatchTheReference) {
   ASSERT_TRUE(config.ok()) << config.status();
   auto checkpoint = Checkpoint::Open(dir);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
-  auto backend = kernels::cpu::CreateCpuBackend({.num_threads = 2});
-  ASSERT_TRUE(backend.ok());
+  std::unique_ptr<kernels::Backend> backend = golden::MakeGoldenBackend();
+  ASSERT_NE(backend, nullptr);
   LoadOptions options;
   options.dtype = kernels::DType::kF32;
-  auto model = LoadCausalLm(*config, **checkpoint, options, **backend);
+  auto model = LoadCausalLm(*config, **checkpoint, options, *backend);
   ASSERT_TRUE(model.ok()) << model.status();
 
   // Quantized Linear weights: well under the dense fp32 model's bytes.
@@ -53,7 +53,7 @@ TEST_P(PrequantModelGoldenTest, LogitsMatchTheReference) {
   ASSERT_TRUE(dense.ok());
   auto dense_ckpt = Checkpoint::Open(std::string(KILN_SOURCE_DIR) + "/tests/golden/fixtures/models/llama_tiny");
   ASSERT_TRUE(dense_ckpt.ok());
-  auto dense_model = LoadCausalLm(*dense, **dense_ckpt, options, **backend);
+  auto dense_model = LoadCausalLm(*dense, **dense_ckpt, options, *backend);
   ASSERT_TRUE(dense_model.ok());
   EXPECT_LT((*model)->weight_bytes(), (*dense_model)->weight_bytes()) << GetParam();
 

@@ -36,7 +36,7 @@
 #include "engine/model/weights.h"
 #include "engine/quant/bnb_config.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "tests/golden/golden_backend.h"
 
 namespace kiln::engine {
 namespace {
@@ -104,7 +104,8 @@ class BnbModelGoldenTest : public ::testing::TestWithParam<Variant> {
     auto ckpt = Checkpoint::Open(dir);
     ASSERT_TRUE(ckpt.ok()) << ckpt.status();
     checkpoint_ = std::move(*ckpt);
-    backend_ = std::move(*kernels::cpu::CreateCpuBackend({.num_threads = 2}));
+    backend_ = golden::MakeGoldenBackend();
+    ASSERT_NE(backend_, nullptr);
     options_.dtype = kernels::DType::kF32;
     options_.bitsandbytes = config_;
   }
@@ -139,12 +140,11 @@ TEST_P(BnbModelGoldenTest, QProjQuantizedOnLoadIsBitIdentical) {
   const std::string file = GetParam().file + ".safetensors", v = GetParam().name;
   if (config_.mode == quant::BnbMode::k4Bit) {
     const kernels::TensorView packed = lin->quant->bnb4.packed;
-    const std::vector<uint8_t> got(packed.as<uint8_t>(), packed.as<uint8_t>() + packed.numel());
-    EXPECT_EQ(got, Tensor<uint8_t>(file, v + ".q_proj.packed"));
+    EXPECT_EQ(golden::HostCopy<uint8_t>(*backend_, packed), Tensor<uint8_t>(file, v + ".q_proj.packed"));
   } else {
     const kernels::TensorView cb = lin->quant->int8.weight, scb = lin->quant->int8.scb;
-    EXPECT_EQ(std::vector<int8_t>(cb.as<int8_t>(), cb.as<int8_t>() + cb.numel()), Tensor<int8_t>(file, v + ".q_proj.CB"));
-    EXPECT_EQ(std::vector<float>(scb.as<float>(), scb.as<float>() + scb.numel()), Tensor<float>(file, v + ".q_proj.SCB"));
+    EXPECT_EQ(golden::HostCopy<int8_t>(*backend_, cb), Tensor<int8_t>(file, v + ".q_proj.CB"));
+    EXPECT_EQ(golden::HostCopy<float>(*backend_, scb), Tensor<float>(file, v + ".q_proj.SCB"));
     EXPECT_EQ(lin->quant->int8.threshold, config_.int8_threshold);
   }
 }
@@ -227,7 +227,8 @@ TEST_P(BnbModelGoldenTest, SkippedModulesStayDense) {
     ASSERT_TRUE(ref.has_value()) << site.module;
     ASSERT_EQ(ref->info->dtype, kernels::DType::kF32) << site.module;
     ASSERT_EQ(static_cast<size_t>(site.dense.numel()) * sizeof(float), ref->data.size()) << site.module;
-    EXPECT_EQ(std::memcmp(site.dense.as<float>(), ref->data.data(), ref->data.size()), 0) << site.module;
+    const std::vector<float> dense_weight = golden::HostCopy<float>(*backend_, site.dense);
+    EXPECT_EQ(std::memcmp(dense_weight.data(), ref->data.data(), ref->data.size()), 0) << site.module;
   }
   std::vector<std::string> want_dense = variant_["dense_modules"].get<std::vector<std::string>>();
   want_dense.erase(std::remove(want_dense.begin(), want_dense.end(), "lm_head"), want_dense.end());  // not a site
