@@ -1,0 +1,301 @@
+#include "bench/soak/soak_checks.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace kiln::bench::soak {
+
+const char* OpName(Op op) {
+  switch (op) {
+    case Op::kGenerate: return "Generate";
+    case Op::kTokenize: return "Tokenize";
+    case Op::kListModels: return "ListModels";
+    case Op::kGetServerInfo: return "GetServerInfo";
+    case Op::kHealthCheck: return "Health.Check";
+    case Op::kLoadAdapter: return "LoadAdapter";
+    case Op::kUnloadAdapter: return "UnloadAdapter";
+    case Op::kListAdapters: return "ListAdapters";
+    case Op::kUnloadModel: return "UnloadModel";
+    case Op::kLoadModel: return "LoadModel";
+  }
+  return "?";
+}
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::OK: return "OK";
+    case grpc::CANCELLED: return "CANCELLED";
+    case grpc::UNKNOWN: return "UNKNOWN";
+    case grpc::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::NOT_FOUND: return "NOT_FOUND";
+    case grpc::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::ABORTED: return "ABORTED";
+    case grpc::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::INTERNAL: return "INTERNAL";
+    case grpc::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::DATA_LOSS: return "DATA_LOSS";
+    case grpc::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::DO_NOT_USE: return "DO_NOT_USE";
+  }
+  return "UNKNOWN";
+}
+
+std::vector<grpc::StatusCode> AllowedCodes(Op op, const OpSituation& s) {
+  std::vector<grpc::StatusCode> codes = {grpc::OK};
+  auto add_if = [&codes](bool when, std::initializer_list<grpc::StatusCode> more) {
+    if (when) codes.insert(codes.end(), more.begin(), more.end());
+  };
+  switch (op) {
+    case Op::kGenerate:
+      add_if(s.client_cancelled, {grpc::CANCELLED});
+      add_if(s.short_deadline, {grpc::DEADLINE_EXCEEDED});
+      add_if(s.model_lifecycle, {grpc::NOT_FOUND, grpc::FAILED_PRECONDITION, grpc::ABORTED,
+                                 grpc::UNAVAILABLE});
+      break;
+    case Op::kTokenize:
+    case Op::kListAdapters:
+      add_if(s.short_deadline, {grpc::DEADLINE_EXCEEDED});
+      add_if(s.model_lifecycle,
+             {grpc::NOT_FOUND, grpc::FAILED_PRECONDITION, grpc::UNAVAILABLE});
+      break;
+    case Op::kListModels:
+    case Op::kGetServerInfo:
+    case Op::kHealthCheck:
+      add_if(s.short_deadline, {grpc::DEADLINE_EXCEEDED});
+      break;
+    case Op::kLoadAdapter:
+      add_if(s.model_lifecycle, {grpc::NOT_FOUND, grpc::FAILED_PRECONDITION, grpc::UNAVAILABLE,
+                                 grpc::ABORTED});
+      break;
+    case Op::kUnloadAdapter:
+      codes.push_back(grpc::NOT_FOUND);
+      codes.push_back(grpc::FAILED_PRECONDITION);
+      add_if(s.model_lifecycle, {grpc::UNAVAILABLE});
+      break;
+    case Op::kUnloadModel:
+    case Op::kLoadModel:
+      break;
+  }
+  return codes;
+}
+
+bool IsAllowed(Op op, const OpSituation& situation, grpc::StatusCode code) {
+  const std::vector<grpc::StatusCode> codes = AllowedCodes(op, situation);
+  return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
+bool IsValidUtf8(const std::string& text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (int k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    const uint32_t min_cp = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
+    if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+SeriesStats Stats(const std::vector<double>& values) {
+  SeriesStats s;
+  s.count = static_cast<int64_t>(values.size());
+  if (values.empty()) return s;
+  s.min = *std::min_element(values.begin(), values.end());
+  s.max = *std::max_element(values.begin(), values.end());
+  double sum = 0;
+  for (double v : values) sum += v;
+  s.mean = sum / static_cast<double>(values.size());
+  return s;
+}
+
+double SecondHalfMaxMinusMean(const std::vector<double>& values) {
+  if (values.size() < 2) return 0;
+  const std::vector<double> half(values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2),
+                                 values.end());
+  const SeriesStats s = Stats(half);
+  return s.max - s.mean;
+}
+
+const char* CriterionName(Criterion c) {
+  switch (c) {
+    case Criterion::kG1: return "G1 one terminal status, documented code";
+    case Criterion::kG2: return "G2 greedy text == offline reference";
+    case Criterion::kG3: return "G3 idle: KV free, no requests, ledger at baseline";
+    case Criterion::kG4: return "G4 RSS growth bounded";
+    case Criterion::kG5: return "G5 fd and thread counts flat";
+    case Criterion::kG6: return "G6 still SERVING, exit 0 on SIGTERM";
+  }
+  return "?";
+}
+
+void SoakLedger::Count(const std::string& kind, grpc::StatusCode code, int64_t tokens) {
+  absl::MutexLock lock(&mu_);
+  ++counts_[kind][CodeName(code)];
+  tokens_by_kind_[kind] += tokens;
+}
+
+void SoakLedger::Fail(Criterion c, const std::string& message) {
+  absl::MutexLock lock(&mu_);
+  checked_[c] = true;
+  ++failures_[c];
+  std::vector<std::string>& kept = messages_[c];
+  if (static_cast<int>(kept.size()) < kMaxKeptMessages) kept.push_back(message);
+}
+
+void SoakLedger::Known(const std::string& issue, const std::string& message) {
+  absl::MutexLock lock(&mu_);
+  ++known_[issue];
+  std::vector<std::string>& kept = known_messages_[issue];
+  if (static_cast<int>(kept.size()) < 3) kept.push_back(message);
+}
+
+int64_t SoakLedger::known(const std::string& issue) const {
+  absl::MutexLock lock(&mu_);
+  auto it = known_.find(issue);
+  return it == known_.end() ? 0 : it->second;
+}
+
+void SoakLedger::Checked(Criterion c) {
+  absl::MutexLock lock(&mu_);
+  checked_[c] = true;
+}
+
+int64_t SoakLedger::failures(Criterion c) const {
+  absl::MutexLock lock(&mu_);
+  auto it = failures_.find(c);
+  return it == failures_.end() ? 0 : it->second;
+}
+
+int64_t SoakLedger::total_failures() const {
+  absl::MutexLock lock(&mu_);
+  int64_t total = 0;
+  for (const auto& [c, n] : failures_) total += n;
+  return total;
+}
+
+int64_t SoakLedger::count(const std::string& kind, grpc::StatusCode code) const {
+  absl::MutexLock lock(&mu_);
+  auto it = counts_.find(kind);
+  if (it == counts_.end()) return 0;
+  auto jt = it->second.find(CodeName(code));
+  return jt == it->second.end() ? 0 : jt->second;
+}
+
+int64_t SoakLedger::total_rpcs() const {
+  absl::MutexLock lock(&mu_);
+  int64_t total = 0;
+  for (const auto& [kind, by_code] : counts_) {
+    for (const auto& [code, n] : by_code) total += n;
+  }
+  return total;
+}
+
+int64_t SoakLedger::tokens() const {
+  absl::MutexLock lock(&mu_);
+  int64_t total = 0;
+  for (const auto& [kind, n] : tokens_by_kind_) total += n;
+  return total;
+}
+
+std::string SoakLedger::FormatTable() const {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> codes;
+  for (const auto& [kind, by_code] : counts_) {
+    for (const auto& [code, n] : by_code) codes.insert(code);
+  }
+  std::string out = absl::StrFormat("%-34s %8s %9s", "kind", "total", "tokens");
+  for (const std::string& code : codes) absl::StrAppend(&out, absl::StrFormat(" %19s", code));
+  out += "\n";
+  for (const auto& [kind, by_code] : counts_) {
+    int64_t total = 0;
+    for (const auto& [code, n] : by_code) total += n;
+    absl::StrAppend(&out, absl::StrFormat("%-34s %8d %9d", kind, total, tokens_by_kind_.at(kind)));
+    for (const std::string& code : codes) {
+      auto it = by_code.find(code);
+      absl::StrAppend(&out, absl::StrFormat(" %19d", it == by_code.end() ? 0 : it->second));
+    }
+    out += "\n";
+  }
+  out += "\n";
+  for (Criterion c : {Criterion::kG1, Criterion::kG2, Criterion::kG3, Criterion::kG4,
+                      Criterion::kG5, Criterion::kG6}) {
+    auto f = failures_.find(c);
+    const int64_t n = f == failures_.end() ? 0 : f->second;
+    const bool checked = checked_.count(c) > 0 && checked_.at(c);
+    absl::StrAppend(&out, absl::StrFormat("%-52s %s\n", CriterionName(c),
+                                          !checked ? "NOT CHECKED"
+                                          : n == 0 ? "PASS"
+                                                   : absl::StrCat("FAIL (", n, ")")));
+    auto m = messages_.find(c);
+    if (m == messages_.end()) continue;
+    for (const std::string& message : m->second) absl::StrAppend(&out, "    - ", message, "\n");
+  }
+  for (const auto& [issue, n] : known_) {
+    absl::StrAppend(&out, "KNOWN ISSUE (tolerated, not fixed): ", issue, ": ", n, " occurrence(s)\n");
+    for (const std::string& message : known_messages_.at(issue)) absl::StrAppend(&out, "    - ", message, "\n");
+  }
+  return out;
+}
+
+nlohmann::json SoakLedger::ToJson() const {
+  absl::MutexLock lock(&mu_);
+  nlohmann::json j;
+  nlohmann::json kinds = nlohmann::json::object();
+  for (const auto& [kind, by_code] : counts_) {
+    nlohmann::json k = nlohmann::json::object();
+    for (const auto& [code, n] : by_code) k[code] = n;
+    kinds[kind] = {{"codes", k}, {"tokens", tokens_by_kind_.at(kind)}};
+  }
+  j["requests"] = kinds;
+  nlohmann::json criteria = nlohmann::json::object();
+  for (Criterion c : {Criterion::kG1, Criterion::kG2, Criterion::kG3, Criterion::kG4,
+                      Criterion::kG5, Criterion::kG6}) {
+    auto f = failures_.find(c);
+    const int64_t n = f == failures_.end() ? 0 : f->second;
+    auto m = messages_.find(c);
+    criteria[std::string(CriterionName(c)).substr(0, 2)] = {
+        {"name", CriterionName(c)},
+        {"checked", checked_.count(c) > 0 && checked_.at(c)},
+        {"failures", n},
+        {"messages", m == messages_.end() ? std::vector<std::string>{} : m->second}};
+  }
+  j["criteria"] = criteria;
+  nlohmann::json known = nlohmann::json::object();
+  for (const auto& [issue, n] : known_) known[issue] = {{"count", n}, {"examples", known_messages_.at(issue)}};
+  j["known_issues"] = known;
+  return j;
+}
+
+}  // namespace kiln::bench::soak
