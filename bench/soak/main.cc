@@ -13,6 +13,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -66,9 +67,11 @@ ABSL_FLAG(double, idle_timeout_s, 60, "G3/G5: how long the server may take to se
 ABSL_FLAG(double, sample_interval_s, 1, "/proc sampling period");
 ABSL_FLAG(std::string, json_out, "", "write the JSON report here");
 ABSL_FLAG(bool, tolerate_known_issues, false,
-          "count two known kilnd issues as known issues instead of failures: eos-flush (text held "
-          "by the detokenizer is lost when eos or a stop token ends the stream, G2) and "
-          "abort-as-cancel (an unload's ABORTED reaches the client as CANCELLED, G1)");
+          "count three known kilnd issues as known issues instead of failures: eos-flush (text held "
+          "by the detokenizer is lost when eos or a stop token ends the stream, G2), "
+          "abort-as-cancel (an unload's ABORTED reaches the client as CANCELLED, G1) and "
+          "cancel-as-invalid (a Generate cancelled before its request arrived is counted as "
+          "INVALID_ARGUMENT by the server, G1)");
 
 namespace kiln::bench::soak {
 namespace {
@@ -235,6 +238,24 @@ int Main() {
   for (const std::string& r : reasons) ledger.Fail(Criterion::kG3, "at idle after " +
                                                    absl::StrFormat("%.0f", absl::ToDoubleSeconds(idle_timeout)) + " s: " + r);
 
+  // G1, server side: the soak sends only valid requests, so the server must never have
+  // counted INVALID_ARGUMENT, INTERNAL or UNKNOWN for any RPC.
+  if (end_state.ok()) {
+    for (const auto& [key, n] : end_state->rpc_codes) {
+      const bool invalid = absl::EndsWith(key, " INVALID_ARGUMENT");
+      if (!invalid && !absl::EndsWith(key, " INTERNAL") && !absl::EndsWith(key, " UNKNOWN")) continue;
+      if (n <= 0) continue;
+      const std::string message = absl::StrCat("kiln_rpc_requests_total{", key, "} = ", n,
+                                               " on the server for a client that sent only valid requests");
+      if (invalid && key == "Generate INVALID_ARGUMENT" && absl::GetFlag(FLAGS_tolerate_known_issues)) {
+        ledger.Known("cancel-as-invalid: a Generate cancelled before its request arrived is counted and "
+                     "logged as INVALID_ARGUMENT \"model: must not be empty\"", message);
+      } else {
+        ledger.Fail(Criterion::kG1, message);
+      }
+    }
+  }
+
   // G5: fd and thread counts back near the post-warm-up values (sockets close asynchronously:
   // poll with a deadline).
   ledger.Checked(Criterion::kG5);
@@ -312,8 +333,11 @@ int Main() {
   summary += SeriesLine("rss_mib", load.rss_mib) + SeriesLine("  (all)", all.rss_mib);
   summary += SeriesLine("fds", load.fds) + SeriesLine("  (all)", all.fds);
   summary += SeriesLine("threads", load.threads) + SeriesLine("  (all)", all.threads);
-  summary += absl::StrFormat("rss growth (max - mean, second half of the load): %.2f MiB (bound %.0f)\n", growth,
-                             absl::GetFlag(FLAGS_rss_bound_mib));
+  const double slope_mib_per_min =
+      SecondHalfSlope(load.rss_mib) * 60 / absl::GetFlag(FLAGS_sample_interval_s);
+  summary += absl::StrFormat("rss growth (max - mean, second half of the load): %.2f MiB (bound %.0f); "
+                             "trend over the second half %+.3f MiB/min\n",
+                             growth, absl::GetFlag(FLAGS_rss_bound_mib), slope_mib_per_min);
   if (end_proc.ok()) {
     summary += absl::StrFormat("fds %lld -> %lld, threads %lld -> %lld (after warm-up -> idle)\n",
                                static_cast<long long>(base_proc->fds), static_cast<long long>(end_proc->fds),
@@ -335,6 +359,7 @@ int Main() {
     j["tokens"] = ledger.tokens();
     j["model_reloads"] = workload.reloads();
     j["rss_growth_mib"] = growth;
+    j["rss_second_half_trend_mib_per_min"] = slope_mib_per_min;
     j["kilnd_exit_status"] = exit_code;
     j["baseline"] = ToJson(*baseline);
     if (end_state.ok()) j["end"] = ToJson(*end_state);

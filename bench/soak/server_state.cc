@@ -43,6 +43,13 @@ absl::StatusOr<ServerState> ReadServerState(kiln::v1::Kiln::Stub* stub, int metr
     absl::StatusOr<kiln::testing::PromExposition> m = kiln::testing::ScrapeMetrics(metrics_port);
     if (!m.ok()) return m.status();
     s.rpc_in_flight = kiln::testing::SumSamples(*m, "kiln_rpc_in_flight");
+    for (const kiln::testing::PromSample& sample : m->samples) {
+      if (sample.name != "kiln_rpc_requests_total") continue;
+      auto method = sample.labels.find("method");
+      auto code = sample.labels.find("code");
+      if (method == sample.labels.end() || code == sample.labels.end()) continue;
+      s.rpc_codes[method->second + " " + code->second] += sample.value;
+    }
     for (const std::string& model : models) {
       s.gauges[model] = {Gauge(*m, "kiln_requests_running", model), Gauge(*m, "kiln_requests_waiting", model),
                          Gauge(*m, "kiln_kv_blocks_free", model), Gauge(*m, "kiln_kv_blocks_total", model)};
@@ -103,6 +110,7 @@ nlohmann::json ToJson(const ServerState& s) {
                           {"adapter_bytes", d.adapter_bytes}, {"workspace_bytes", d.workspace_bytes}};
   }
   j["rpc_in_flight"] = s.rpc_in_flight;
+  for (const auto& [key, n] : s.rpc_codes) j["server_rpc_codes"][key] = n;
   return j;
 }
 

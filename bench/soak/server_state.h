@@ -37,6 +37,8 @@ struct ServerState {
   std::map<std::string, DeviceLedger> devices;     // by device name
   std::map<std::string, std::string> model_state;  // by model: ModelState name
   std::map<std::string, int64_t> kv_num_blocks;    // by model
+  // kiln_rpc_requests_total: finished RPCs by "method code" as the server counted them.
+  std::map<std::string, double> rpc_codes;
 };
 
 // Reads the state: GetServerInfo and ListModels on `stub`, /metrics on 127.0.0.1:metrics_port.

@@ -148,6 +148,22 @@ double SecondHalfMaxMinusMean(const std::vector<double>& values) {
   return s.max - s.mean;
 }
 
+double SecondHalfSlope(const std::vector<double>& values) {
+  if (values.size() < 4) return 0;
+  const size_t first = values.size() / 2;
+  const double n = static_cast<double>(values.size() - first);
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = first; i < values.size(); ++i) {
+    const double x = static_cast<double>(i - first);
+    sx += x;
+    sy += values[i];
+    sxx += x * x;
+    sxy += x * values[i];
+  }
+  const double denom = n * sxx - sx * sx;
+  return denom == 0 ? 0 : (n * sxy - sx * sy) / denom;
+}
+
 const char* CriterionName(Criterion c) {
   switch (c) {
     case Criterion::kG1: return "G1 one terminal status, documented code";

@@ -72,6 +72,9 @@ struct SeriesStats {
 SeriesStats Stats(const std::vector<double>& values);
 // max − mean over the second half of `values` (Triton's growth check); 0 when < 2 values.
 double SecondHalfMaxMinusMean(const std::vector<double>& values);
+// Least-squares slope of values[i] over i (units per sample) for the second half; 0 when < 4.
+// Reported next to the growth check, which a slow steady leak can pass.
+double SecondHalfSlope(const std::vector<double>& values);
 
 // The global criteria the soak checks (reliability.md §7 as the soak task numbers them).
 enum class Criterion { kG1, kG2, kG3, kG4, kG5, kG6 };

@@ -73,6 +73,10 @@ TEST(SeriesTest, StatsAndSecondHalfGrowth) {
   EXPECT_DOUBLE_EQ(SecondHalfMaxMinusMean({1, 2, 3, 6}), 1.5);
   EXPECT_DOUBLE_EQ(SecondHalfMaxMinusMean({100, 100, 100, 100}), 0);
   EXPECT_DOUBLE_EQ(SecondHalfMaxMinusMean({5}), 0);
+  // Second half {10, 12, 14, 16}: slope 2 per sample; a flat series has none.
+  EXPECT_DOUBLE_EQ(SecondHalfSlope({0, 0, 0, 0, 10, 12, 14, 16}), 2);
+  EXPECT_DOUBLE_EQ(SecondHalfSlope({7, 7, 7, 7, 7, 7}), 0);
+  EXPECT_DOUBLE_EQ(SecondHalfSlope({1, 2, 3}), 0);
 }
 
 TEST(SoakLedgerTest, CountsAndVerdicts) {

@@ -235,11 +235,14 @@ void Workload::DoGenerate(std::mt19937_64& rng, kiln::v1::Kiln::Stub* stub, cons
                                         situation.short_deadline ? " short-deadline" : "",
                                         situation.model_lifecycle ? " during-reload" : "");
   if (o_.tolerate_known_issues && status.error_code() == grpc::CANCELLED && !situation.client_cancelled &&
-      situation.model_lifecycle && status.error_message() == "Cancelled on the server side") {
-    // Known kilnd issue: an engine abort (model unloaded) with a write in flight reaches the
-    // client as the server's TryCancel instead of ABORTED (server/stream_reactors.cc).
+      (situation.model_lifecycle || situation.short_deadline) &&
+      status.error_message() == "Cancelled on the server side") {
+    // Known kilnd issue: a stream the engine ends with an error (ABORTED by an unload,
+    // DEADLINE_EXCEEDED) while a write is in flight reaches the client as the server's
+    // TryCancel instead of that status (server/stream_reactors.cc OnEngineAbort).
     ledger_->Count(kind, status.error_code(), static_cast<int64_t>(out.ids.size()));
-    ledger_->Known("abort-as-cancel: a stream aborted by an unload while a write was in flight ends CANCELLED, not ABORTED",
+    ledger_->Known("abort-as-cancel: a stream the engine ends with ABORTED/DEADLINE_EXCEEDED while a write is in "
+                   "flight ends CANCELLED \"Cancelled on the server side\"",
                    absl::StrCat(what, ": CANCELLED \"", status.error_message(), "\""));
   } else {
     Finish(Op::kGenerate, kind, situation, status, what, static_cast<int64_t>(out.ids.size()));

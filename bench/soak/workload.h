@@ -65,7 +65,8 @@ struct WorkloadOptions {
   double rpc_timeout_s = 120;        // deadline of every RPC that is not deliberately short
   // Count two known kilnd issues as known issues instead of failures: eos-flush (a stream
   // stopped by eos or a stop token loses the text its detokenizer still held; G2) and
-  // abort-as-cancel (an unload's ABORTED reaches the client as CANCELLED; G1).
+  // abort-as-cancel (ABORTED / DEADLINE_EXCEEDED from the engine reach the client as
+  // CANCELLED; G1). bench/README.md has the details.
   bool tolerate_known_issues = false;
 };
 

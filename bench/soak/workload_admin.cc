@@ -35,8 +35,8 @@ void Workload::AdminLoop() {
     } else {
       DoAdapterChurn(rng);
     }
-    // Pacing of the churn, not synchronization.
-    absl::SleepFor(absl::Seconds(o_.churn_interval_s));
+    // Pacing of the churn, not synchronization; never past the end of the load.
+    absl::SleepFor(std::min(absl::Seconds(o_.churn_interval_s), end_ - absl::Now()));
   }
 }
 
