@@ -27,6 +27,10 @@ struct Link {
     absl::MutexLock lock(&mu);
     if (reactor != nullptr) reactor->Pump();
   }
+  void Abort() {
+    absl::MutexLock lock(&mu);
+    if (reactor != nullptr) reactor->OnEngineAbort();
+  }
 };
 
 // Shared machinery. `Derived` supplies Convert(events, &pending) and may prepare the first
@@ -83,6 +87,20 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
     }
   }
 
+  // The engine ended the stream with an error. Normally Pump delivers that status after the
+  // pending write; but a client that stopped reading at the HTTP/2 level (flow-control window
+  // closed) never completes the write, so the status would wait forever and the call would
+  // hold its resources: cancel the write instead (OnWriteDone(false) then finishes with the
+  // engine's status, e.g. RESOURCE_EXHAUSTED "client stalled").
+  void OnEngineAbort() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_called_ || !write_in_flight_) return;  // Pump delivers the status as usual
+      aborted_in_write_ = true;
+    }
+    ctx_->TryCancel();
+  }
+
   void OnWriteDone(bool ok) override {
     std::optional<grpc::Status> finish;
     {
@@ -90,6 +108,10 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
       write_in_flight_ = false;
       if (!ok && !finish_called_) {  // the client is gone; OnCancel follows or came already
         finish = CancelStatus();
+        if (aborted_in_write_) {  // we cancelled: record why the engine gave up
+          typename engine::EventStream<Event>::Batch batch = stream_->Drain();
+          if (batch.final_status.has_value()) finish = ToGrpcStatus(*batch.final_status);
+        }
         MarkFinishLocked(*finish);
       }
     }
@@ -141,6 +163,7 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
       link_->reactor = static_cast<Derived*>(this);
     }
     stream_->SetReadyCallback([link = link_] { link->Notify(); });
+    stream_->SetAbortCallback([link = link_] { link->Abort(); });
     Pump();
   }
 
@@ -170,6 +193,7 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
   absl::Mutex mu_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool aborted_in_write_ ABSL_GUARDED_BY(mu_) = false;  // OnEngineAbort cancelled a write
   std::deque<Response> pending_ ABSL_GUARDED_BY(mu_);
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
   Response current_;              // the message being written; touched only while no write

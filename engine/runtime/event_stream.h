@@ -9,6 +9,9 @@
 //   that piled up (so they can be coalesced into one message) plus the final status once all
 //   events are consumed. When Drain() returns nothing, the stream arms its ready callback and
 //   calls it exactly once, on the producer's thread, as soon as something new arrives.
+// - A non-OK Finish also calls the abort callback (if set), whether or not the ready callback
+//   is armed: a consumer stuck in a write that never completes (a client that stopped reading
+//   at the HTTP/2 level) learns that the producer gave up, and can cancel the write.
 // - The buffer is bounded: Push() returns false when `max_buffered` events are waiting (the
 //   client is not reading); the producer then decides (e.g. cancel with RESOURCE_EXHAUSTED).
 // - Cancel() is the consumer saying the client went away; the producer polls cancelled()
@@ -59,15 +62,17 @@ class EventStream {
 
   // Producer side. The first call wins; returns false on later calls.
   bool Finish(absl::Status status) {
-    std::function<void()> notify;
+    std::function<void()> notify, abort;
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return false;
       finished_ = true;
       final_status_ = std::move(status);
       notify = TakeArmedCallbackLocked();
+      if (!final_status_.ok()) abort = abort_callback_;
     }
     if (notify) notify();
+    if (abort) abort();
     return true;
   }
 
@@ -84,6 +89,13 @@ class EventStream {
   void SetReadyCallback(std::function<void()> callback) {
     absl::MutexLock lock(&mu_);
     ready_callback_ = std::move(callback);
+  }
+
+  // Consumer side. Set once, before the first Drain(): called on the producer's thread, without
+  // the lock, when Finish gets a non-OK status (after the ready callback, if that was armed).
+  void SetAbortCallback(std::function<void()> callback) {
+    absl::MutexLock lock(&mu_);
+    abort_callback_ = std::move(callback);
   }
 
   // Consumer side: takes what is buffered. An empty batch arms the ready callback.
@@ -124,6 +136,7 @@ class EventStream {
   mutable absl::Mutex mu_;
   std::deque<T> buffer_ ABSL_GUARDED_BY(mu_);
   std::function<void()> ready_callback_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> abort_callback_ ABSL_GUARDED_BY(mu_);
   bool armed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool final_delivered_ ABSL_GUARDED_BY(mu_) = false;
