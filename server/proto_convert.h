@@ -40,6 +40,10 @@ void AppendChunk(engine::GenerateChunk chunk, v1::GenerateResponse* out);
 struct ServerLimits {
   int64_t max_request_bytes = 0;
   int32_t max_concurrent_streams = 0;
+  // Request metadata (headers) above this is refused with RESOURCE_EXHAUSTED before any other
+  // work (reliability.md B1): gRPC 1.51 advertises the limit in SETTINGS but does not enforce
+  // it. 0: no check.
+  int64_t max_metadata_bytes = 0;
 };
 
 void FillServerInfo(const engine::EngineInfo& engine_info, const engine::EngineLimits& limits,

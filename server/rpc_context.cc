@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace kiln::server {
@@ -66,6 +67,9 @@ bool ServiceContext::WaitForIdle(absl::Time deadline) const {
 RpcScope::RpcScope(ServiceContext* service, std::string method, grpc::CallbackServerContext* ctx)
     : service_(service), method_(std::move(method)), start_(absl::Now()) {
   const auto& metadata = ctx->client_metadata();
+  for (const auto& [key, value] : metadata) {
+    metadata_bytes_ += static_cast<int64_t>(key.size() + value.size()) + 32;
+  }
   auto it = metadata.find("authorization");
   if (it != metadata.end()) authorization_.assign(it->second.data(), it->second.size());
   peer_ = ctx->peer();
@@ -76,6 +80,12 @@ RpcScope::RpcScope(ServiceContext* service, std::string method, grpc::CallbackSe
 RpcScope::~RpcScope() { End(grpc::Status(grpc::StatusCode::INTERNAL, "rpc scope leaked")); }
 
 grpc::Status RpcScope::Admit(RpcClass rpc_class, bool allowed_while_draining) {
+  const int64_t max_metadata = service_->server_limits().max_metadata_bytes;
+  if (max_metadata > 0 && metadata_bytes_ > max_metadata) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("request metadata is ", metadata_bytes_,
+                                     " bytes, over max_metadata_bytes ", max_metadata));
+  }
   if (!allowed_while_draining && service_->draining()) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is draining");
   }

@@ -104,6 +104,7 @@ class RpcScope {
   const std::string method_;
   std::string authorization_;
   std::string peer_;
+  int64_t metadata_bytes_ = 0;  // the request's headers, as HTTP/2 counts them (name + value + 32)
   std::string request_id_;
   absl::Mutex fields_mu_;
   std::vector<LogField> fields_ ABSL_GUARDED_BY(fields_mu_);

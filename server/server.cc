@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<KilnServer>> KilnServer::Start(
       MakeServerCredentials(s->tls_.get(), std::move(processor));
 
   ServerLimits server_limits{config.grpc.max_receive_message_bytes,
-                             config.grpc.max_concurrent_streams};
+                             config.grpc.max_concurrent_streams, config.grpc.max_metadata_bytes};
   s->context_ = std::make_unique<ServiceContext>(s->engine_, s->auth_.get(), s->metrics_.get(),
                                                  s->logger_.get(), config.limits, server_limits,
                                                  std::move(build));
