@@ -102,9 +102,15 @@ absl::Status CheckStringFieldsUtf8(const Descriptor& descriptor, const std::stri
 }
 
 absl::Status ParseRequest(const grpc::ByteBuffer& wire, google::protobuf::Message* message) {
+  // No message at all (the client half-closed without sending one, or its stream broke
+  // mid-message): generated handlers refuse that too, but with a bare UNIMPLEMENTED.
+  if (!wire.Valid()) {
+    return absl::InvalidArgumentError(absl::StrCat("request: no ", message->GetDescriptor()->full_name(),
+                                                   " message was received"));
+  }
   grpc::Slice slice;
   std::string bytes;
-  if (wire.Valid()) {
+  {
     if (!wire.DumpToSingleSlice(&slice).ok()) {
       return absl::InvalidArgumentError("request could not be read");
     }

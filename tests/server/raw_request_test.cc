@@ -35,10 +35,13 @@ TEST(RawRequestTest, ValidRequestRoundTrips) {
   EXPECT_EQ(out.SerializeAsString(), in.SerializeAsString());
 }
 
-TEST(RawRequestTest, EmptyBufferIsTheDefaultMessage) {
+TEST(RawRequestTest, AnEmptyMessageIsTheDefaultMessageButNoMessageIsAnError) {
   v1::TokenizeRequest out;
-  ASSERT_TRUE(ParseRequest(grpc::ByteBuffer(), &out).ok());
+  ASSERT_TRUE(ParseRequest(Wire(""), &out).ok());  // zero bytes: a valid, empty message
   EXPECT_EQ(out.text(), "");
+  const absl::Status none = ParseRequest(grpc::ByteBuffer(), &out);  // no message at all
+  EXPECT_EQ(none.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(none.message(), "request: no kiln.v1.TokenizeRequest message was received");
 }
 
 TEST(RawRequestTest, InvalidUtf8NamesTheFieldAndOffset) {
