@@ -9,9 +9,10 @@
 //   that piled up (so they can be coalesced into one message) plus the final status once all
 //   events are consumed. When Drain() returns nothing, the stream arms its ready callback and
 //   calls it exactly once, on the producer's thread, as soon as something new arrives.
-// - A non-OK Finish also calls the abort callback (if set), whether or not the ready callback
-//   is armed: a consumer stuck in a write that never completes (a client that stopped reading
-//   at the HTTP/2 level) learns that the producer gave up, and can cancel the write.
+// - A non-OK Finish while the buffer is full also calls the abort callback (if set), whether or
+//   not the ready callback is armed: a consumer stuck in a write that never completes (a client
+//   that stopped reading at the HTTP/2 level, so nothing was drained) learns that the producer
+//   gave up, and can cancel the write. A consumer that keeps draining never sees it.
 // - The buffer is bounded: Push() returns false when `max_buffered` events are waiting (the
 //   client is not reading); the producer then decides (e.g. cancel with RESOURCE_EXHAUSTED).
 // - Cancel() is the consumer saying the client went away; the producer polls cancelled()
@@ -69,7 +70,7 @@ class EventStream {
       finished_ = true;
       final_status_ = std::move(status);
       notify = TakeArmedCallbackLocked();
-      if (!final_status_.ok()) abort = abort_callback_;
+      if (!final_status_.ok() && buffer_.size() >= max_buffered_) abort = abort_callback_;
     }
     if (notify) notify();
     if (abort) abort();
@@ -92,7 +93,7 @@ class EventStream {
   }
 
   // Consumer side. Set once, before the first Drain(): called on the producer's thread, without
-  // the lock, when Finish gets a non-OK status (after the ready callback, if that was armed).
+  // the lock, when Finish gets a non-OK status while the buffer is full (see the contract).
   void SetAbortCallback(std::function<void()> callback) {
     absl::MutexLock lock(&mu_);
     abort_callback_ = std::move(callback);
