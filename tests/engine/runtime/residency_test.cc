@@ -62,14 +62,21 @@ ModelState StateOf(Engine& engine, const std::string& name) {
 }
 
 // Records state changes (the engine's observer) so tests wait for events, never for time.
+// It outlives nothing: a log declared after its engine dies first while the engine's control
+// thread may still report (a reload finishing after the test's last wait), so the destructor
+// unregisters, which waits for a report in flight (the engine calls the observer under its
+// observer lock). Found by scripts/sanitize tsan (a race on events_, and a use after scope).
 class StateLog {
  public:
-  explicit StateLog(Engine& engine) {
+  explicit StateLog(Engine& engine) : engine_(engine) {
     engine.SetModelStateObserver([this](const std::string& name, ModelState state) {
       absl::MutexLock lock(&mu_);
       events_.emplace_back(name, state);
     });
   }
+  ~StateLog() { engine_.SetModelStateObserver(nullptr); }
+  StateLog(const StateLog&) = delete;
+  StateLog& operator=(const StateLog&) = delete;
   // True once `name` reached `state` (within a generous bound for a loaded CI machine).
   bool WaitFor(const std::string& name, ModelState state) {
     absl::MutexLock lock(&mu_);
@@ -83,6 +90,7 @@ class StateLog {
   }
 
  private:
+  Engine& engine_;
   absl::Mutex mu_;
   std::vector<std::pair<std::string, ModelState>> events_ ABSL_GUARDED_BY(mu_);
 };
