@@ -204,10 +204,13 @@ bool ModelRuntime::SampleAndEmit(Request& r, std::span<const float> logits, absl
   }
   r.last_token_at = now;
 
-  absl::StatusOr<std::string> delta = r.detokenizer->Push(token);
-  // The last token a request can produce releases what the detokenizer held back (an
-  // incomplete character becomes U+FFFD, as the offline decode renders it).
-  if (delta.ok() && static_cast<int32_t>(r.generated_ids.size()) >= r.max_new_tokens) {
+  // A token that ends the request (eos, a stop id) adds no text of its own, but releases what
+  // the detokenizer held back for the earlier tokens; so does the last token a request can
+  // produce (an incomplete character becomes U+FFFD, as the offline decode renders it).
+  const bool ends_on_token = r.stop_checker->StopsOn(token);
+  absl::StatusOr<std::string> delta =
+      ends_on_token ? r.detokenizer->Flush() : r.detokenizer->Push(token);
+  if (!ends_on_token && delta.ok() && static_cast<int32_t>(r.generated_ids.size()) >= r.max_new_tokens) {
     absl::StatusOr<std::string> rest = r.detokenizer->Flush();
     if (rest.ok()) {
       *delta += *rest;

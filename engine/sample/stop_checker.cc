@@ -53,6 +53,11 @@ std::string StopChecker::Flush() {
   return out;
 }
 
+bool StopChecker::StopsOn(int32_t token_id) const {
+  return !finish_.has_value() && num_generated_ + 1 > stopping_.min_new_tokens &&
+         (IsEos(token_id) || IsStopToken(token_id));
+}
+
 StopUpdate StopChecker::Append(int32_t token_id, std::string_view text_delta) {
   StopUpdate update;
   if (finish_.has_value()) {
@@ -71,6 +76,7 @@ StopUpdate StopChecker::Append(int32_t token_id, std::string_view text_delta) {
       update.matched_stop_token_id = token_id;
     }
     update.finish = finish_;
+    pending_.append(text_delta);  // what the detokenizer held for earlier tokens
     update.text = Flush();
     return update;
   }

@@ -47,7 +47,15 @@ class StopChecker {
 
   // Records generated token `token_id` whose detokenized text is `text_delta` and returns
   // what to emit. After a finish, further calls return an empty update with the same finish.
+  // A token that ends the request (StopsOn: eos or a stop id) contributes no text of its own:
+  // the caller does not push it to the detokenizer and passes as `text_delta` what the
+  // detokenizer still held for the earlier tokens (Detokenizer::Flush), which is emitted, so
+  // the streamed text equals the decode of the generated ids without the final eos/stop id.
   StopUpdate Append(int32_t token_id, std::string_view text_delta);
+
+  // True when Append(token_id, ...) would finish the request because of the id itself (eos
+  // or a stop_token_ids entry, once min_new_tokens is reached).
+  bool StopsOn(int32_t token_id) const;
 
   // Releases held text when generation ends for another reason (cancel, deadline): whatever
   // is pending is emitted, an incomplete trailing character as U+FFFD.

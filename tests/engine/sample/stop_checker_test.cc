@@ -125,14 +125,20 @@ TEST(StopCheckerTest, EosListAndStopTokenIds) {
   s.stop_token_ids = {5};
   StopChecker a(s);
   EXPECT_EQ(a.Append(1, "hi z").text, "hi ");
-  const StopUpdate eos = a.Append(9, "</s>");
+  EXPECT_FALSE(a.StopsOn(1));
+  EXPECT_TRUE(a.StopsOn(9));
+  // The caller passes what the detokenizer still held for earlier tokens ("?"), never the
+  // eos token's own text: both the stop checker's and the detokenizer's held text come out.
+  const StopUpdate eos = a.Append(9, "?");
   EXPECT_EQ(eos.finish, FinishReason::kEos);
-  EXPECT_EQ(eos.text, "z");  // held text flushed; the eos token's text is not emitted
+  EXPECT_EQ(eos.text, "z?");
+  EXPECT_FALSE(a.StopsOn(9));  // already finished
   EXPECT_EQ(a.Append(1, "more").finish, FinishReason::kEos);  // stays finished
   EXPECT_EQ(a.Append(1, "more").text, "");
 
   StopChecker b(s);
-  const StopUpdate stop = b.Append(5, "<|eot|>");
+  EXPECT_TRUE(b.StopsOn(5));
+  const StopUpdate stop = b.Append(5, "");
   EXPECT_EQ(stop.finish, FinishReason::kStop);
   EXPECT_EQ(stop.matched_stop_token_id, 5);
   EXPECT_EQ(stop.text, "");
