@@ -148,6 +148,10 @@ grpc::ServerUnaryReactor* KilnService::Tokenize(grpc::CallbackServerContext* ctx
   if (!admitted.ok()) return rpc.Finish(admitted);
   v1::TokenizeRequest request;
   if (absl::Status parsed = ParseRequest(*raw_request, &request); !parsed.ok()) {
+    // No message because the client cancelled before sending it: a cancel, not bad input.
+    if (!raw_request->Valid() && ctx->IsCancelled()) {
+      return rpc.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+    }
     return rpc.Finish(ToGrpcStatus(parsed));
   }
   absl::Status valid = RequireName("model", request.model());

@@ -140,7 +140,7 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
       absl::MutexLock lock(&link_->mu);
       link_->reactor = nullptr;
     }
-    rpc_.End(final_code_);
+    rpc_.End(RecordedStatus());
     delete static_cast<Derived*>(this);
   }
 
@@ -171,7 +171,6 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
   grpc::CallbackServerContext* const ctx_;
   RpcScope rpc_;
 
- private:
   grpc::Status CancelStatus() const {
     // gRPC's deadline timer runs on its own clock and can fire a little before
     // system_clock reaches the deadline, hence the slack.
@@ -181,6 +180,26 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
     }
     return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
+  }
+
+ private:
+
+  // What the logs and metrics record. A client that cancelled (or whose deadline passed)
+  // before our status reached it saw CANCELLED / DEADLINE_EXCEEDED, whatever we finished with:
+  // e.g. a Generate cancelled before its request message arrived is finished INVALID_ARGUMENT
+  // ("no message") at once, since gRPC reports the cancel only later. Our own cancel of a
+  // stuck write (OnEngineAbort) keeps the engine's status.
+  grpc::Status RecordedStatus() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (aborted_in_write_) return final_code_;
+    }
+    const grpc::StatusCode code = final_code_.error_code();
+    if (code != grpc::StatusCode::OK && code != grpc::StatusCode::CANCELLED &&
+        code != grpc::StatusCode::DEADLINE_EXCEEDED && ctx_->IsCancelled()) {
+      return CancelStatus();
+    }
+    return final_code_;
   }
 
   void MarkFinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -230,6 +249,8 @@ class GenerateReactor final : public StreamReactor<GenerateReactor, engine::Gene
     }
     v1::GenerateRequest request;
     if (absl::Status parsed = ParseRequest(*raw_request, &request); !parsed.ok()) {
+      // No message usually means the client cancelled before sending it; gRPC tells us only
+      // later, so OnDone records the cancel (RecordedStatus).
       FinishEarly(ToGrpcStatus(parsed));
       return;
     }
