@@ -39,7 +39,7 @@ struct EngineLimits {
   // LoadModel's keep_alive_ms overrides it per model (negative = never).
   int64_t default_keep_alive_ms = 0;
   // Serving at load (engine/sched, engine/kv), per model.
-  int32_t max_running_requests = 16;       // sequences in one step's batch
+  int32_t max_running_requests = 64;       // sequences in one step's batch (vLLM: 256 on GPUs)
   int32_t max_batched_tokens = 2048;       // new tokens in one step's batch (prefill chunks + decodes)
   bool enable_chunked_prefill = true;      // split long prompts over steps, mixed with decodes
   int32_t kv_block_size_tokens = 16;
