@@ -342,8 +342,10 @@ int Run(int argc, char** argv) {
       (*server)->WaitForIdle(absl::Now() + absl::Seconds(config->drain_timeout_s));
   logger->Log(LogLevel::kInfo, "drain_end", {{"idle", idle ? "true" : "false"}});
   // Once idle, what remains open are streams that never end by themselves (health Watch):
-  // no grace for them. Otherwise give the UNAVAILABLE statuses time to reach their clients.
-  (*server)->Shutdown(idle ? absl::ZeroDuration() : absl::Seconds(5));
+  // only a short grace, so the NOT_SERVING update BeginDrain published reaches their clients
+  // before the streams are cut (gRPC writes it asynchronously). Otherwise give the
+  // UNAVAILABLE statuses time to reach their clients.
+  (*server)->Shutdown(idle ? absl::Milliseconds(500) : absl::Seconds(5));
   if (preloader.joinable()) preloader.join();
   server->reset();
   // A restart must not find the old ports (E5: no stale files after a clean exit).

@@ -177,6 +177,7 @@ void KilnServer::BeginDrain() {
     draining_ = true;
   }
   health_->ShutdownAll();
+  health_->Flush();  // NOT_SERVING is published before anything else of the drain happens
   context_->SetDraining();
   metrics_->SetDraining(true);
   engine_->BeginDrain();
