@@ -15,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "bench/grpc_code_name.h"
 #include "nlohmann/json.hpp"
 
 namespace kiln::bench::soak {
@@ -33,7 +34,7 @@ enum class Op {
 };
 
 const char* OpName(Op op);
-const char* CodeName(grpc::StatusCode code);
+using ::kiln::bench::CodeName;  // bench/grpc_code_name.h
 
 // What the client knows about the situation one RPC ran in.
 struct OpSituation {
