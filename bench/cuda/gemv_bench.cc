@@ -8,13 +8,16 @@
 // Usage: gemv_bench [--iters N] [--device I]     (needs a CUDA device; exits 2 without one)
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "engine/quant/bnb4.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace kiln::kernels::cuda {
@@ -153,6 +156,13 @@ int Run(int device, int iters) {
       std::fprintf(stderr, "gemv_bench: %s\n", std::string(st.message()).c_str());
       std::exit(1);
     };
+    // One quantized format: its workspace, a checked first call, then the timed calls.
+    auto run_quant = [&](const char* format, const QuantizedMatrix& q) {
+      DeviceMem ws(QuantMatmulWorkspaceBytes(1, q) + 256);
+      const TensorView wsv(ws.ptr, DType::kU8, {static_cast<int64_t>(ws.bytes)}, dev);
+      if (auto st = QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); !st.ok()) fail(st);
+      record(format, q.bytes(), TimeUs(stream, iters, [&] { (void)QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); }));
+    };
     {  // bf16 dense
       DeviceMem w(static_cast<size_t>(n * k) * 2), ws(MatmulWorkspaceBytes(1, n, k, DType::kBF16) + 256);
       FillRandom(w.ptr, w.bytes, 2, 0xBF);  // clears bf16 exponent MSBs: finite values
@@ -173,13 +183,10 @@ int Run(int device, int iters) {
       q.compute_dtype = DType::kBF16;
       q.bnb4.packed = TensorView(packed.ptr, DType::kU8, {n * k / 2}, dev);
       q.bnb4.absmax = TensorView(absmax.ptr, DType::kF32, {blocks}, dev);
-      q.bnb4.code = {-1.0f, -0.6962f, -0.5251f, -0.3949f, -0.2844f, -0.1848f, -0.0911f, 0.0f,
-                     0.0796f, 0.1609f, 0.2461f, 0.3379f, 0.4407f, 0.5626f, 0.7230f, 1.0f};
+      const std::span<const float> nf4 = engine::quant::Code4bit(engine::quant::Bnb4Type::kNf4);
+      std::copy(nf4.begin(), nf4.end(), q.bnb4.code.begin());
       q.bnb4.blocksize = 64;
-      DeviceMem ws(QuantMatmulWorkspaceBytes(1, q) + 256);
-      const TensorView wsv(ws.ptr, DType::kU8, {static_cast<int64_t>(ws.bytes)}, dev);
-      if (auto st = QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); !st.ok()) fail(st);
-      record("nf4", q.bytes(), TimeUs(stream, iters, [&] { (void)QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); }));
+      run_quant("nf4", q);
     }
     {  // LLM.int8, threshold 6 (no outliers in this x)
       DeviceMem weight(static_cast<size_t>(n * k)), scb(static_cast<size_t>(n) * 4);
@@ -194,10 +201,7 @@ int Run(int device, int iters) {
       q.int8.weight = TensorView(weight.ptr, DType::kI8, {n, k}, dev);
       q.int8.scb = TensorView(scb.ptr, DType::kF32, {n}, dev);
       q.int8.threshold = 6.0f;
-      DeviceMem ws(QuantMatmulWorkspaceBytes(1, q) + 256);
-      const TensorView wsv(ws.ptr, DType::kU8, {static_cast<int64_t>(ws.bytes)}, dev);
-      if (auto st = QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); !st.ok()) fail(st);
-      record("int8", q.bytes(), TimeUs(stream, iters, [&] { (void)QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); }));
+      run_quant("int8", q);
     }
     {  // GPTQ 4-bit, group 128, sequential g_idx, fp16 scales and compute
       const int64_t groups = k / 128;
@@ -222,10 +226,7 @@ int Run(int device, int iters) {
       q.gptq.bits = 4;
       q.gptq.zero_offset = 1;
       q.gptq.groups = groups;
-      DeviceMem ws(QuantMatmulWorkspaceBytes(1, q) + 256);
-      const TensorView wsv(ws.ptr, DType::kU8, {static_cast<int64_t>(ws.bytes)}, dev);
-      if (auto st = QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); !st.ok()) fail(st);
-      record("gptq4", q.bytes(), TimeUs(stream, iters, [&] { (void)QuantMatmul(ctx, xv, q, TensorView(), ov, wsv); }));
+      run_quant("gptq4", q);
     }
     BENCH_CHECK(cudaStreamSynchronize(stream));
   }
