@@ -60,7 +60,7 @@ struct OpSituation {
 std::vector<grpc::StatusCode> AllowedCodes(Op op, const OpSituation& situation);
 bool IsAllowed(Op op, const OpSituation& situation, grpc::StatusCode code);
 
-// True when `text` is well-formed UTF-8 (no overlongs, surrogates or values > U+10FFFF).
+// True when `text` is well-formed UTF-8 (engine/sample/utf8.h, the engine's own check).
 bool IsValidUtf8(const std::string& text);
 
 // min / mean / max of a series.
