@@ -66,12 +66,6 @@ ABSL_FLAG(int64_t, thread_bound, 8, "G5: |threads at the end - threads after war
 ABSL_FLAG(double, idle_timeout_s, 60, "G3/G5: how long the server may take to settle at idle");
 ABSL_FLAG(double, sample_interval_s, 1, "/proc sampling period");
 ABSL_FLAG(std::string, json_out, "", "write the JSON report here");
-ABSL_FLAG(bool, tolerate_known_issues, false,
-          "count three known kilnd issues as known issues instead of failures: eos-flush (text held "
-          "by the detokenizer is lost when eos or a stop token ends the stream, G2), "
-          "abort-as-cancel (an unload's ABORTED reaches the client as CANCELLED, G1) and "
-          "cancel-as-invalid (a Generate cancelled before its request arrived is counted as "
-          "INVALID_ARGUMENT by the server, G1)");
 
 namespace kiln::bench::soak {
 namespace {
@@ -187,7 +181,6 @@ int Main() {
   wo.churn_interval_s = absl::GetFlag(FLAGS_churn_interval_s);
   wo.reload_interval_s = absl::GetFlag(FLAGS_reload_interval_s);
   wo.force_unload_fraction = absl::GetFlag(FLAGS_force_unload_fraction);
-  wo.tolerate_known_issues = absl::GetFlag(FLAGS_tolerate_known_issues);
   std::vector<std::string> model_names;
   for (const ModelSpec& m : models) model_names.push_back(m.name);
 
@@ -242,17 +235,13 @@ int Main() {
   // counted INVALID_ARGUMENT, INTERNAL or UNKNOWN for any RPC.
   if (end_state.ok()) {
     for (const auto& [key, n] : end_state->rpc_codes) {
-      const bool invalid = absl::EndsWith(key, " INVALID_ARGUMENT");
-      if (!invalid && !absl::EndsWith(key, " INTERNAL") && !absl::EndsWith(key, " UNKNOWN")) continue;
-      if (n <= 0) continue;
-      const std::string message = absl::StrCat("kiln_rpc_requests_total{", key, "} = ", n,
-                                               " on the server for a client that sent only valid requests");
-      if (invalid && key == "Generate INVALID_ARGUMENT" && absl::GetFlag(FLAGS_tolerate_known_issues)) {
-        ledger.Known("cancel-as-invalid: a Generate cancelled before its request arrived is counted and "
-                     "logged as INVALID_ARGUMENT \"model: must not be empty\"", message);
-      } else {
-        ledger.Fail(Criterion::kG1, message);
+      if (!absl::EndsWith(key, " INVALID_ARGUMENT") && !absl::EndsWith(key, " INTERNAL") &&
+          !absl::EndsWith(key, " UNKNOWN")) {
+        continue;
       }
+      if (n <= 0) continue;
+      ledger.Fail(Criterion::kG1, absl::StrCat("kiln_rpc_requests_total{", key, "} = ", n,
+                                               " on the server for a client that sent only valid requests"));
     }
   }
 

@@ -134,19 +134,6 @@ void SoakLedger::Fail(Criterion c, const std::string& message) {
   if (static_cast<int>(kept.size()) < kMaxKeptMessages) kept.push_back(message);
 }
 
-void SoakLedger::Known(const std::string& issue, const std::string& message) {
-  absl::MutexLock lock(&mu_);
-  ++known_[issue];
-  std::vector<std::string>& kept = known_messages_[issue];
-  if (static_cast<int>(kept.size()) < 3) kept.push_back(message);
-}
-
-int64_t SoakLedger::known(const std::string& issue) const {
-  absl::MutexLock lock(&mu_);
-  auto it = known_.find(issue);
-  return it == known_.end() ? 0 : it->second;
-}
-
 void SoakLedger::Checked(Criterion c) {
   absl::MutexLock lock(&mu_);
   checked_[c] = true;
@@ -222,10 +209,6 @@ std::string SoakLedger::FormatTable() const {
     if (m == messages_.end()) continue;
     for (const std::string& message : m->second) absl::StrAppend(&out, "    - ", message, "\n");
   }
-  for (const auto& [issue, n] : known_) {
-    absl::StrAppend(&out, "KNOWN ISSUE (tolerated, not fixed): ", issue, ": ", n, " occurrence(s)\n");
-    for (const std::string& message : known_messages_.at(issue)) absl::StrAppend(&out, "    - ", message, "\n");
-  }
   return out;
 }
 
@@ -252,9 +235,6 @@ nlohmann::json SoakLedger::ToJson() const {
         {"messages", m == messages_.end() ? std::vector<std::string>{} : m->second}};
   }
   j["criteria"] = criteria;
-  nlohmann::json known = nlohmann::json::object();
-  for (const auto& [issue, n] : known_) known[issue] = {{"count", n}, {"examples", known_messages_.at(issue)}};
-  j["known_issues"] = known;
   return j;
 }
 

@@ -90,9 +90,6 @@ class SoakLedger {
 
   void Count(const std::string& kind, grpc::StatusCode code, int64_t tokens = 0);
   void Fail(Criterion c, const std::string& message);
-  // A known, already reported server issue: counted and listed under its name, not failed.
-  void Known(const std::string& issue, const std::string& message);
-  int64_t known(const std::string& issue) const;
   // Records that `c` was checked (so a criterion with no failures reads PASS, not "not run").
   void Checked(Criterion c);
 
@@ -113,8 +110,6 @@ class SoakLedger {
   std::map<Criterion, int64_t> failures_ ABSL_GUARDED_BY(mu_);
   std::map<Criterion, std::vector<std::string>> messages_ ABSL_GUARDED_BY(mu_);
   std::map<Criterion, bool> checked_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int64_t> known_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::vector<std::string>> known_messages_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kiln::bench::soak

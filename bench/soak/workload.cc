@@ -234,19 +234,7 @@ void Workload::DoGenerate(std::mt19937_64& rng, kiln::v1::Kiln::Stub* stub, cons
                                         situation.client_cancelled ? " cancelled" : "",
                                         situation.short_deadline ? " short-deadline" : "",
                                         situation.model_lifecycle ? " during-reload" : "");
-  if (o_.tolerate_known_issues && status.error_code() == grpc::CANCELLED && !situation.client_cancelled &&
-      (situation.model_lifecycle || situation.short_deadline) &&
-      status.error_message() == "Cancelled on the server side") {
-    // Known kilnd issue: a stream the engine ends with an error (ABORTED by an unload,
-    // DEADLINE_EXCEEDED) while a write is in flight reaches the client as the server's
-    // TryCancel instead of that status (server/stream_reactors.cc OnEngineAbort).
-    ledger_->Count(kind, status.error_code(), static_cast<int64_t>(out.ids.size()));
-    ledger_->Known("abort-as-cancel: a stream the engine ends with ABORTED/DEADLINE_EXCEEDED while a write is in "
-                   "flight ends CANCELLED \"Cancelled on the server side\"",
-                   absl::StrCat(what, ": CANCELLED \"", status.error_message(), "\""));
-  } else {
-    Finish(Op::kGenerate, kind, situation, status, what, static_cast<int64_t>(out.ids.size()));
-  }
+  Finish(Op::kGenerate, kind, situation, status, what, static_cast<int64_t>(out.ids.size()));
   if (out.data_after_finish || out.finishes > 1) {
     ledger_->Fail(Criterion::kG1, absl::StrCat(what, ": ", out.finishes,
                                                " finish responses / data after the finish"));
@@ -279,14 +267,7 @@ void Workload::CheckGenerate(const Variant& v, const kiln::v1::GenerateRequest& 
     emitted.pop_back();
   }
   absl::StatusOr<std::string> decoded = tokenizers_.at(v.model)->Decode(emitted, false);
-  const bool held_text_dropped = decoded.ok() && *decoded != out.text && decoded->rfind(out.text, 0) == 0 &&
-                                 out.finish_reason != kiln::v1::FINISH_REASON_LENGTH;
-  if (held_text_dropped && o_.tolerate_known_issues) {
-    // Known kilnd issue (see the README's Soak paragraph): counted, reported, not failed.
-    ledger_->Known("eos-flush: text held back by the detokenizer is dropped when a token stops the stream",
-                   absl::StrCat(what, ": streamed \"", absl::CEscape(out.text), "\", offline decode \"",
-                                absl::CEscape(*decoded), "\"; request {", request.ShortDebugString(), "}"));
-  } else if (!decoded.ok() || *decoded != out.text) {
+  if (!decoded.ok() || *decoded != out.text) {
     ledger_->Fail(Criterion::kG2, absl::StrCat(what, ": streamed text \"", absl::CEscape(out.text),
                                                "\" != offline decode \"",
                                                absl::CEscape(decoded.ok() ? *decoded : decoded.status().ToString()),

@@ -63,11 +63,6 @@ struct WorkloadOptions {
   double reload_interval_s = 15;     // admin thread: one model reload per interval (0: none)
   double force_unload_fraction = 0.1;
   double rpc_timeout_s = 120;        // deadline of every RPC that is not deliberately short
-  // Count two known kilnd issues as known issues instead of failures: eos-flush (a stream
-  // stopped by eos or a stop token loses the text its detokenizer still held; G2) and
-  // abort-as-cancel (ABORTED / DEADLINE_EXCEEDED from the engine reach the client as
-  // CANCELLED; G1). bench/README.md has the details.
-  bool tolerate_known_issues = false;
 };
 
 // One request shape. Greedy variants carry the reference of the same request run alone.
