@@ -100,7 +100,9 @@ absl::Status CheckFloat(const char* op, const char* arg, const TensorView& v,
 
 CpuBackend::CpuBackend(int num_threads, int logical_device)
     : runner_(num_threads), logical_device_(logical_device) {
-  openblas_set_num_threads(num_threads);
+  // One thread pool per process: ours (ParallelSgemmNT splits the GEMMs), with OpenBLAS
+  // single-threaded inside it. Process-wide, and the same value from every backend.
+  openblas_set_num_threads(1);
 }
 
 std::string CpuBackend::Describe() const {

@@ -7,8 +7,10 @@
 //    memory-bound); for up to kSmallM rows a fused convert-and-dot kernel reads them directly,
 //    and for more rows tiles of W are converted to fp32 into the caller's workspace and fed to
 //    sgemm, so no fp32 copy of a weight ever exists outside the workspace.
-//  - Threads: OpenBLAS uses num_threads for GEMM (openblas_set_num_threads is process-global,
-//    so the last CpuBackend created wins); the other ops use a ParallelRunner of num_threads.
+//  - Threads: every op, GEMMs included, runs on the backend's ParallelRunner of num_threads;
+//    a GEMM is split by slices of W's rows into single-threaded OpenBLAS calls (OpenBLAS's
+//    own pool stays at one thread: its workers spin in sched_yield and fought ours for the
+//    cores; and its thread count is process-global, which logical devices cannot share).
 //    Work splitting never changes the arithmetic of an element, so outputs do not depend on
 //    num_threads or on which other sequences share the batch (the matmul kernel choice depends
 //    on the row count, which moves results by float rounding only).

@@ -1,5 +1,5 @@
 // CpuBackend::Matmul: out[m, n] = x[m, k] · w[n, k]^T (+ bias), fp32 accumulation.
-// F32 weights: OpenBLAS. F16/BF16 weights: a fused convert-and-dot kernel for m <= kSmallM
+// F32 weights: OpenBLAS, split over the backend's threads (ParallelSgemmNT). F16/BF16 weights: a fused convert-and-dot kernel for m <= kSmallM
 // (decode: reads the 2-byte weights once, no conversion pass), otherwise W tiles converted to
 // fp32 into the workspace and multiplied with sgemm (prefill: compute-bound, sgemm wins).
 #include <cblas.h>
@@ -89,7 +89,28 @@ __attribute__((target("avx2,fma,f16c"))) void SmallMAvx2(const float* x, int64_t
 }
 #endif
 
+// Below this many W rows per thread a split costs more in wake-ups and repeated packing of x
+// than it gains.
+constexpr int64_t kMinSgemmColsPerThread = 64;
+
 }  // namespace
+
+void ParallelSgemmNT(ParallelRunner& runner, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float* x, int64_t ldx, const float* w, int64_t ldw, float beta,
+                     float* out, int64_t ldo) {
+  if (m <= 0 || n <= 0) return;
+  runner.For(n, kMinSgemmColsPerThread, [&](int64_t j0, int64_t j1, int) {
+    const int cols = static_cast<int>(j1 - j0);
+    if (m == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, cols, static_cast<int>(k), alpha, w + j0 * ldw,
+                  static_cast<int>(ldw), x, 1, beta, out + j0, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), cols,
+                  static_cast<int>(k), alpha, x, static_cast<int>(ldx), w + j0 * ldw,
+                  static_cast<int>(ldw), beta, out + j0, static_cast<int>(ldo));
+    }
+  });
+}
 
 size_t CpuBackend::MatmulWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType w) const {
   if (w == DType::kF32 || m <= kSmallM) return 0;
@@ -105,15 +126,9 @@ absl::Status CpuBackend::Matmul(TensorView x, TensorView w, TensorView bias, Ten
   if (m == 0 || n == 0) return absl::OkStatus();
   const float* px = x.as<float>();
   float* po = out.as<float>();
-  const int ik = static_cast<int>(k), in = static_cast<int>(n);
 
   if (w.dtype() == DType::kF32) {
-    if (m == 1) {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, in, ik, 1.0f, w.as<float>(), ik, px, 1, 0.0f, po, 1);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), in, ik, 1.0f, px, ik,
-                  w.as<float>(), ik, 0.0f, po, in);
-    }
+    ParallelSgemmNT(runner_, m, n, k, 1.0f, px, k, w.as<float>(), k, 0.0f, po, n);
   } else if (m <= kSmallM) {
     runner_.For(n, 16, [&](int64_t j0, int64_t j1, int) {
 #if defined(__x86_64__)
@@ -138,8 +153,7 @@ absl::Status CpuBackend::Matmul(TensorView x, TensorView w, TensorView bias, Ten
         ToFloat(static_cast<const char*>(w.data()) + static_cast<size_t>((j0 + b) * k) * wsize,
                 w.dtype(), ws + b * k, (e - b) * k);
       });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nt),
-                  ik, 1.0f, px, ik, ws, ik, 0.0f, po + j0, in);
+      ParallelSgemmNT(runner_, m, nt, k, 1.0f, px, k, ws, k, 0.0f, po + j0, n);
     }
   }
   if (!bias.empty()) {

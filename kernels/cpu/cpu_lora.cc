@@ -50,8 +50,7 @@ absl::Status CpuBackend::LoraApply(TensorView x, std::span<const LoraPair> pairs
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, irows, ir, iin, 1.0f, xs, iin,
                 p.a.as<float>(), iin, 0.0f, t, ir);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, irows, iout, ir, p.scale, t, ir,
-                p.b.as<float>(), ir, 1.0f, os, iout);
+    ParallelSgemmNT(runner_, rows, out_dim, ir, p.scale, t, ir, p.b.as<float>(), ir, 1.0f, os, out_dim);
   }
   return absl::OkStatus();
 }

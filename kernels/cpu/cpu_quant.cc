@@ -133,9 +133,7 @@ absl::Status CpuBackend::QuantMatmul(TensorView x, const QuantizedMatrix& w, Ten
     for (int64_t j0 = 0; j0 < n; j0 += tile) {
       const int64_t nt = std::min(tile, n - j0);
       runner_.For(nt, 4, [&](int64_t b, int64_t e, int) { DequantizeRows(w, j0 + b, j0 + e, tile_ws + b * k); });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nt),
-                  static_cast<int>(k), 1.0f, px, static_cast<int>(k), tile_ws, static_cast<int>(k), 0.0f, po + j0,
-                  static_cast<int>(n));
+      ParallelSgemmNT(runner_, m, nt, k, 1.0f, px, k, tile_ws, k, 0.0f, po + j0, n);
     }
     for (int64_t r = 0; r < m; ++r) {
       float* row = po + r * n;

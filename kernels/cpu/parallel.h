@@ -1,5 +1,6 @@
 // ParallelRunner: a fixed set of worker threads that split a range [0, n) into contiguous
-// chunks, one per thread, for the CPU backend's non-GEMM ops (GEMM threads are OpenBLAS's).
+// chunks, one per thread, for every CPU backend op; GEMMs too, as single-threaded OpenBLAS
+// calls over slices of W (ParallelSgemmNT).
 // The calling thread runs chunk 0, so num_threads == 1 means "no extra threads".
 //
 // Chunking is static (chunk i = [i*n/T, (i+1)*n/T)), so which worker computes an element never

@@ -243,7 +243,11 @@ TEST(LoraMixedBatchTest, EachSequenceGetsWhatItGetsAlone) {
   const std::vector<std::vector<float>> batched_first = model.Step(ptrs, /*all_logits=*/false);
   const std::vector<std::vector<int32_t>> batched_tokens = model.Greedy(again_ptrs, kTokens);
   for (size_t i = 0; i < wants.size(); ++i) {
-    EXPECT_LE(MaxAbsDiff(batched_first[i], solo_first[i]), 1e-5) << "sequence " << i;
+    // fp32 rounding only: the GEMM kernel OpenBLAS picks depends on the row count (and on the
+    // column slice each thread takes), so batched and solo sums differ in order. Leakage
+    // between sequences would be orders of magnitude larger. The bound is DESIGN.md §7's fp32
+    // logits tolerance.
+    EXPECT_LE(MaxAbsDiff(batched_first[i], solo_first[i]), 1e-4) << "sequence " << i;
     EXPECT_EQ(batched_tokens[i], solo_tokens[i]) << "sequence " << i;
   }
   // The adapters really change the output (otherwise the comparison above proves nothing).
