@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -208,6 +210,18 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int metrics_
   return absl::OkStatus();
 }
 
+// A ready file left by a run that was SIGKILLed (or lost its node) names ports and a pid that
+// are gone: remove it before anything slow, so nothing reads it as this run's readiness.
+absl::Status RemoveStaleReadyFile(const std::string& path, Logger& logger) {
+  if (std::remove(path.c_str()) == 0) {
+    logger.Log(LogLevel::kWarning, "stale_ready_file_removed", {{"path", path}});
+    return absl::OkStatus();
+  }
+  if (errno == ENOENT) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("ready_file: cannot remove the stale '", path, "': ", std::strerror(errno)));
+}
+
 // Loads the preload models one by one; true when all became ready.
 bool Preload(engine::Engine& engine, const std::vector<engine::LoadModelOptions>& models,
              Logger& logger) {
@@ -282,6 +296,13 @@ int Run(int argc, char** argv) {
               {{"version", build.version}, {"commit", build.git_commit},
                {"build_type", build.build_type}, {"pid", static_cast<int64_t>(getpid())}});
 
+  if (!config->ready_file.empty()) {
+    absl::Status s = RemoveStaleReadyFile(config->ready_file, *logger);
+    if (!s.ok()) {
+      logger->Log(LogLevel::kError, "exit", {{"error", std::string(s.message())}, {"code", 1}});
+      return 1;
+    }
+  }
   auto metrics = std::make_shared<Metrics>(build.version, build.git_commit, KILN_CUDA_BUILT);
   engine::EngineOptions engine_options = ToEngineOptions(*config);
   engine_options.metrics_registry = metrics->registry();

@@ -181,6 +181,47 @@ absl::StatusOr<std::vector<google::protobuf::FileDescriptorProto>> ReflectionFil
   return out;
 }
 
+namespace {
+
+// One LoadModel stream to its end; the bytes per KV block from its ready event.
+absl::StatusOr<int64_t> LoadModelOnce(kiln::v1::Kiln::Stub& stub,
+                                      const kiln::v1::LoadModelRequest& load) {
+  std::unique_ptr<grpc::ClientContext> ctx = MakeContext("", std::chrono::seconds(60));
+  auto reader = stub.LoadModel(ctx.get(), load);
+  kiln::v1::LoadModelEvent event;
+  int64_t bytes_per_block = 0;
+  while (reader->Read(&event)) {
+    if (event.has_ready() && event.ready().kv_num_blocks() > 0) {
+      bytes_per_block = event.ready().kv_cache_bytes() / event.ready().kv_num_blocks();
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        "LoadModel " + load.model() + ": " + status.error_message());
+  }
+  if (bytes_per_block <= 0) return absl::InternalError("LoadModel sent no ready event with KV");
+  return bytes_per_block;
+}
+
+}  // namespace
+
+absl::Status LoadModelWithKvBlocks(kiln::v1::Kiln::Stub& stub, const std::string& model,
+                                   int32_t kv_blocks) {
+  kiln::v1::LoadModelRequest load;
+  load.set_model(model);
+  absl::StatusOr<int64_t> bytes_per_block = LoadModelOnce(stub, load);
+  if (!bytes_per_block.ok()) return bytes_per_block.status();
+  kiln::v1::UnloadModelRequest unload;
+  unload.set_served_name(model);
+  kiln::v1::UnloadModelResponse unloaded;
+  std::unique_ptr<grpc::ClientContext> ctx = MakeContext();
+  const grpc::Status status = stub.UnloadModel(ctx.get(), unload, &unloaded);
+  if (!status.ok()) return absl::InternalError("UnloadModel: " + status.error_message());
+  load.set_kv_cache_bytes(*bytes_per_block * kv_blocks);
+  return LoadModelOnce(stub, load).status();
+}
+
 absl::StatusOr<PromExposition> ScrapeMetrics(int port) {
   absl::StatusOr<std::string> response = HttpGet(port, "/metrics");
   if (!response.ok()) return response.status();

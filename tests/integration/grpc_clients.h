@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "kiln/v1/kiln.grpc.pb.h"
 #include "tests/integration/prometheus_text.h"
 
 namespace kiln::testing {
@@ -38,6 +39,12 @@ absl::StatusOr<std::vector<std::string>> ReflectionListServices(
 // The file descriptors the server returns for file_containing_symbol.
 absl::StatusOr<std::vector<google::protobuf::FileDescriptorProto>> ReflectionFileContainingSymbol(
     const std::shared_ptr<grpc::Channel>& channel, const std::string& symbol);
+
+// Loads `model` with a KV cache of exactly `kv_blocks` blocks: loads it once with the default
+// cache to learn the bytes per block, unloads it, and loads it again with that many blocks.
+// Small pools are how fault tests force preemption and admission refusals.
+absl::Status LoadModelWithKvBlocks(kiln::v1::Kiln::Stub& stub, const std::string& model,
+                                   int32_t kv_blocks);
 
 // GET /metrics: checks HTTP 200 and a text/plain content type, then parses the body.
 absl::StatusOr<PromExposition> ScrapeMetrics(int port);

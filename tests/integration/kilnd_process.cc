@@ -84,10 +84,11 @@ absl::StatusOr<std::unique_ptr<KilndProcess>> KilndProcess::Start(Options option
   if (!dir.ok()) return dir.status();
   p->dir_ = *std::move(dir);
   p->log_path_ = p->dir_->path() + "/kilnd.log";
-  const std::string ready_file = p->dir_->path() + "/ready.json";
+  const std::string ready_file =
+      options.ready_file.empty() ? p->dir_->path() + "/ready.json" : options.ready_file;
 
-  std::vector<std::string> args = {options.binary, "--listen=127.0.0.1:0",
-                                   "--metrics_listen=127.0.0.1:0",
+  std::vector<std::string> args = {options.binary, "--listen=" + options.listen,
+                                   "--metrics_listen=" + options.metrics_listen,
                                    "--ready_file=" + ready_file};
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   std::vector<char*> argv = CStrings(args);
@@ -118,13 +119,12 @@ absl::StatusOr<std::unique_ptr<KilndProcess>> KilndProcess::Start(Options option
           !j["pid"].is_number_integer()) {
         return absl::InternalError("ready_file is not {grpc_port,metrics_port,pid}: " + text);
       }
-      p->grpc_port_ = j["grpc_port"].get<int>();
-      p->metrics_port_ = j["metrics_port"].get<int>();
-      if (j["pid"].get<int>() != p->pid_) {
-        return absl::InternalError("ready_file pid " + std::to_string(j["pid"].get<int>()) +
-                                   " != spawned pid " + std::to_string(p->pid_));
+      // Another pid: a previous run's file, which kilnd removes as it starts; keep waiting.
+      if (j["pid"].get<int>() == p->pid_) {
+        p->grpc_port_ = j["grpc_port"].get<int>();
+        p->metrics_port_ = j["metrics_port"].get<int>();
+        return p;
       }
-      return p;
     }
     int status = 0;
     if (waitpid(p->pid_, &status, WNOHANG) == p->pid_) {

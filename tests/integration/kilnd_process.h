@@ -3,8 +3,8 @@
 //
 // KilndProcess::Start spawns kilnd with --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0
 // --ready_file=<tmp> plus the caller's flags, then polls the ready file (it waits on an
-// external process, so polling with a bounded deadline is the synchronization) and reads the
-// ports from it. stdout/stderr go to a log file whose tail is included in every error.
+// external process, so polling with a bounded deadline is the synchronization) until it names
+// the spawned pid, and reads the ports from it. stdout/stderr go to a log file whose tail is included in every error.
 // The destructor SIGKILLs a still-running daemon and removes the temp directory.
 //
 // Later tests that load models only need to pass more flags (--model_roots=...).
@@ -45,6 +45,11 @@ class KilndProcess {
     std::string binary;                 // path to kilnd
     std::vector<std::string> flags;     // extra flags, e.g. "--drain_timeout_s=5"
     std::chrono::milliseconds ready_timeout{30000};
+    // Where to listen and where the ready file goes (empty: this object's temp dir). A restart
+    // test passes the previous run's ports and ready file.
+    std::string listen = "127.0.0.1:0";
+    std::string metrics_listen = "127.0.0.1:0";
+    std::string ready_file{};
   };
 
   // UNAVAILABLE (with the log tail) when kilnd exits or is not ready in time.

@@ -58,32 +58,7 @@ TEST(StressTest, ConcurrentClientsRandomCancelsEveryRpcOneTerminalStatusNoLeaks)
   auto stub = kiln::v1::Kiln::NewStub(channel);
 
   // 24 blocks of 16 tokens: a dozen concurrent requests of up to ~110 tokens preempt.
-  {
-    kiln::v1::LoadModelRequest load;
-    load.set_model(kModel);
-    load.set_kv_cache_bytes(0);
-    auto ctx = MakeContext("", std::chrono::seconds(60));
-    auto reader = stub->LoadModel(ctx.get(), load);
-    kiln::v1::LoadModelEvent event;
-    int64_t bytes_per_block = 0;
-    while (reader->Read(&event)) {
-      if (event.has_ready()) {
-        bytes_per_block = event.ready().kv_cache_bytes() / event.ready().kv_num_blocks();
-      }
-    }
-    ASSERT_TRUE(reader->Finish().ok()) << kilnd->Log();
-    kiln::v1::UnloadModelRequest unload;
-    unload.set_served_name(kModel);
-    kiln::v1::UnloadModelResponse unloaded;
-    auto uctx = MakeContext();
-    ASSERT_TRUE(stub->UnloadModel(uctx.get(), unload, &unloaded).ok());
-    load.set_kv_cache_bytes(bytes_per_block * 24);
-    auto ctx2 = MakeContext("", std::chrono::seconds(60));
-    auto reader2 = stub->LoadModel(ctx2.get(), load);
-    while (reader2->Read(&event)) {
-    }
-    ASSERT_TRUE(reader2->Finish().ok()) << kilnd->Log();
-  }
+  ASSERT_TRUE(LoadModelWithKvBlocks(*stub, kModel, 24).ok()) << kilnd->Log();
 
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
       tokenizer::Tokenizer::FromDirectory(kFixtures + "models/" + kModel);
