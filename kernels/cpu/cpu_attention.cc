@@ -1,7 +1,10 @@
-// CpuBackend::KvWrite and PagedAttention: the reference paged attention. One work item per
-// (token, head); each item reads its sequence's blocks through the block table and does an
-// fp32 softmax, so an item's arithmetic never depends on the rest of the batch (nor on the
-// thread that runs it).
+// CpuBackend::KvWrite and PagedAttention: the reference paged attention.
+//  - Decode and short chunks: one work item per (token, head); each item reads its sequence's
+//    blocks through the block table and does an fp32 softmax, so an item's arithmetic never
+//    depends on the rest of the batch (nor on the thread that runs it).
+//  - A sequence with kAttnTiledMinQuery or more new tokens (prefill): tiles of its query rows
+//    per KV head through two GEMMs and an online softmax (cpu_attention_tiled.cc); per sequence
+//    too, so it never depends on the rest of the batch either.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,22 +12,12 @@
 #include <vector>
 
 #include "kernels/checks/attention_checks.h"
+#include "kernels/cpu/cpu_attention_internal.h"
 #include "kernels/cpu/cpu_internal.h"
 
 namespace kiln::kernels::cpu {
 
 namespace {
-
-// What one PagedAttention call shares between its work items.
-struct AttendArgs {
-  const float* q;
-  const float* k_cache;
-  const float* v_cache;
-  float* out;
-  const AttentionParams* params;
-  const int32_t* token_seq;
-  int64_t heads, hd, bs, kv_row, group, window;
-};
 
 // Sum of a[i]·b[i] in a fixed order for a given n: sixteen interleaved partial sums (two
 // independent vector accumulators), then a scalar tail. The compiler turns the lanes into
@@ -54,8 +47,9 @@ inline void Axpy(float alpha, const float* __restrict x, float* __restrict y, in
 
 // Items [b, e) of (token, head): scores, softmax and the weighted sum of V for each, over the
 // keys its sequence's block table names (walked block by block: no division per key). Compiled
-// for x86-64-v3 (AVX2 + FMA) and a baseline, chosen once at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// for x86-64-v3 (AVX2 + FMA) and a baseline, chosen once at load time. Not under TSan: the
+// ifunc resolver runs during relocation, before TSan's runtime is up, and crashes the process.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 void AttendRange(const AttendArgs& a, int64_t b, int64_t e, float* scores) {
@@ -112,8 +106,17 @@ absl::Status CpuBackend::KvWrite(TensorView k, TensorView v, std::span<const int
   return absl::OkStatus();
 }
 
+namespace {
+
+// Each thread's slice: the scores of one item (max_kv_len floats) or one tile's buffers.
+int64_t WorkspaceFloatsPerThread(int64_t max_kv_len) {
+  return std::max<int64_t>(max_kv_len, kAttnTileFloats);
+}
+
+}  // namespace
+
 size_t CpuBackend::AttentionWorkspaceBytes(int64_t max_kv_len) const {
-  return static_cast<size_t>(runner_.num_threads()) * static_cast<size_t>(std::max<int64_t>(max_kv_len, 1)) * 4;
+  return static_cast<size_t>(runner_.num_threads()) * static_cast<size_t>(WorkspaceFloatsPerThread(max_kv_len)) * 4;
 }
 
 absl::Status CpuBackend::PagedAttention(TensorView q, const PagedKvLayer& cache,
@@ -141,8 +144,53 @@ absl::Status CpuBackend::PagedAttention(TensorView q, const PagedKvLayer& cache,
                         .kv_row = kvh * hd,
                         .group = heads / kvh,
                         .window = params.sliding_window};
-  runner_.For(tokens * heads, 4, [&](int64_t b, int64_t e, int worker) {
-    AttendRange(args, b, e, workspace.as<float>() + worker * std::max<int64_t>(max_kv, 1));
+  const int64_t stride = WorkspaceFloatsPerThread(max_kv);
+  float* ws = workspace.as<float>();
+  const size_t num_seqs = params.kv_len.size();
+  std::vector<int32_t> item_tokens;  // tokens of the per-item path
+  struct Tile {
+    int64_t seq, kh, t0, t1;
+  };
+  std::vector<Tile> tiles;
+  const bool can_tile = TiledAttentionFits(hd, args.group);
+  const int64_t tile_tokens = std::max<int64_t>(1, kAttnTileRows / args.group);
+  for (size_t s = 0; s < num_seqs; ++s) {
+    const int64_t qs = params.query_start[s], qe = params.query_start[s + 1];
+    if (can_tile && qe - qs >= kAttnTiledMinQuery) {
+      for (int64_t kh = 0; kh < kvh; ++kh) {
+        for (int64_t t0 = qs; t0 < qe; t0 += tile_tokens) {
+          tiles.push_back({static_cast<int64_t>(s), kh, t0, std::min(qe, t0 + tile_tokens)});
+        }
+      }
+    } else {
+      for (int64_t t = qs; t < qe; ++t) item_tokens.push_back(static_cast<int32_t>(t));
+    }
+  }
+  if (tiles.empty()) {  // no reordering needed: items are (token, head) in order
+    runner_.For(tokens * heads, 4, [&](int64_t b, int64_t e, int worker) {
+      AttendRange(args, b, e, ws + worker * stride);
+    });
+    return absl::OkStatus();
+  }
+  if (!item_tokens.empty()) {
+    const int64_t n = static_cast<int64_t>(item_tokens.size()) * heads;
+    runner_.For(n, 4, [&](int64_t b, int64_t e, int worker) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t item = item_tokens[static_cast<size_t>(i / heads)] * heads + i % heads;
+        AttendRange(args, item, item + 1, ws + worker * stride);
+      }
+    });
+  }
+  // Tiles go round-robin to the threads: later tiles of a causal prompt cost more, so
+  // contiguous ranges would leave one thread with most of the work.
+  const int64_t lanes = std::min<int64_t>(runner_.num_threads(), static_cast<int64_t>(tiles.size()));
+  runner_.For(lanes, 1, [&](int64_t b, int64_t e, int worker) {
+    for (int64_t lane = b; lane < e; ++lane) {
+      for (size_t i = static_cast<size_t>(lane); i < tiles.size(); i += static_cast<size_t>(lanes)) {
+        const Tile& t = tiles[i];
+        AttendTile(args, t.seq, t.kh, t.t0, t.t1, ws + worker * stride);
+      }
+    }
   });
   return absl::OkStatus();
 }

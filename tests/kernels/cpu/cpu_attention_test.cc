@@ -1,6 +1,7 @@
 // KvWrite + PagedAttention against a naive contiguous causal attention written here: mixed
-// prefill/decode/chunked batches, GQA ratios 1 and 3, sliding windows, shuffled block tables,
-// and invariance (other sequences in the batch, block placement, thread count).
+// prefill/decode/chunked batches on the per-item and the tiled path, GQA ratios 1, 3 and 8,
+// sliding windows, shuffled block tables, and invariance (other sequences in the batch, block
+// placement, thread count).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -94,7 +95,10 @@ class AttentionRunner {
     std::vector<float> vc(kc.size(), NAN);
     PagedKvLayer cache{TensorView(kc.data(), DType::kF32, {p.num_blocks, p.block_size, p.kv_heads, p.hd}),
                        TensorView(vc.data(), DType::kF32, {p.num_blocks, p.block_size, p.kv_heads, p.hd})};
-    const int32_t max_blocks = 32;
+    int32_t max_blocks = 32;
+    for (const SeqSpec& seq : p.seqs) {
+      max_blocks = std::max(max_blocks, static_cast<int32_t>((seq.start + seq.new_tokens + p.block_size - 1) / p.block_size));
+    }
     std::vector<int32_t> table(p.seqs.size() * max_blocks, -1), query_start = {0}, kv_len;
     size_t next = 0;
     std::vector<float> q, new_k, new_v;
@@ -186,6 +190,54 @@ TEST(CpuAttentionTest, OutputIndependentOfBlockPlacementBatchAndThreads) {
   alone.seqs = {p.seqs[1]};
   const std::vector<float> d = two.Run(alone, {data[1]}, Permutation(64, 4));
   const size_t off = static_cast<size_t>(3 * p.heads * p.hd);
+  EXPECT_TRUE(std::equal(d.begin(), d.end(), a.begin() + static_cast<ptrdiff_t>(off)));
+}
+
+// Sequences with kAttnTiledMinQuery (16) or more new tokens take the tiled prefill path
+// (GEMMs over query-row and key tiles with an online softmax); shorter ones and decode the
+// per-item path, in the same batch. Covers tiles cut by the causal edge and by sliding windows
+// (inside one key tile and across several), chunked prefill after a cached prefix, GQA
+// groups of 1, 3 and 8 (8 query heads share a tile of 8 tokens), and head dims that are not a
+// multiple of the vector width.
+TEST(CpuAttentionTest, TiledPrefillMatchesNaiveAttention) {
+  for (int64_t group : {1, 3, 8}) {
+    for (int32_t window : {0, 5, 70}) {
+      for (int64_t hd : {1, 33, 64}) {
+        Problem p{.heads = 2 * group, .kv_heads = 2, .hd = hd, .num_blocks = 160, .window = window,
+                  .seqs = {{0, 40}, {50, 20}, {3, 1}, {0, 16}, {100, 70}, {9, 15}}};
+        SCOPED_TRACE(testing::Message() << "group=" << group << " window=" << window << " hd=" << hd);
+        std::vector<SeqData> data;
+        for (size_t s = 0; s < p.seqs.size(); ++s) data.push_back(MakeSeq(p, s));
+        AttentionRunner runner(2);
+        const std::vector<float> out = runner.Run(p, data, Permutation(160, 5));
+        size_t offset = 0;
+        for (size_t s = 0; s < p.seqs.size(); ++s) {
+          const std::vector<float> want = Reference(p, p.seqs[s], data[s]);
+          for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(out[offset + i], want[i], 1e-5) << "seq " << s;
+          offset += want.size();
+        }
+      }
+    }
+  }
+}
+
+// A tiled sequence's tiles are cut relative to its own chunk, so its output is bitwise the same
+// alone or in a batch, for any block placement and thread count.
+TEST(CpuAttentionTest, TiledOutputIndependentOfBlockPlacementBatchAndThreads) {
+  Problem p{.heads = 6, .kv_heads = 2, .hd = 32, .num_blocks = 96, .seqs = {{5, 2}, {10, 50}, {0, 1}}};
+  std::vector<SeqData> data;
+  for (size_t s = 0; s < p.seqs.size(); ++s) data.push_back(MakeSeq(p, s));
+  AttentionRunner two(2), one(1);
+  const std::vector<float> a = two.Run(p, data, Permutation(96, 1));
+  std::vector<int32_t> identity(96);
+  std::iota(identity.begin(), identity.end(), 0);
+  EXPECT_EQ(a, two.Run(p, data, Permutation(96, 2)));
+  EXPECT_EQ(a, one.Run(p, data, identity));
+  Problem alone = p;
+  alone.seqs = {p.seqs[1]};
+  const std::vector<float> d = two.Run(alone, {data[1]}, Permutation(96, 3));
+  const size_t off = static_cast<size_t>(2 * p.heads * p.hd);
+  ASSERT_LE(off + d.size(), a.size());
   EXPECT_TRUE(std::equal(d.begin(), d.end(), a.begin() + static_cast<ptrdiff_t>(off)));
 }
 
