@@ -19,15 +19,16 @@ TEST(ThreadPoolTest, RunsEverySubmittedTask) {
 }
 
 TEST(ThreadPoolTest, TasksRunConcurrently) {
-  ThreadPool pool(2);
-  absl::Notification first_started, release;
+  // Declared before the pool, so they outlive its workers: the pool's destructor joins the
+  // first task, which may still be inside release.WaitForNotification() after Notify().
+  absl::Notification first_started, release, second_done;
   std::atomic<bool> second_ran{false};
+  ThreadPool pool(2);
   pool.Submit([&] {
     first_started.Notify();
     release.WaitForNotification();
   });
   first_started.WaitForNotification();
-  absl::Notification second_done;
   pool.Submit([&] {
     second_ran = true;
     second_done.Notify();
