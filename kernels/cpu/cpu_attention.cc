@@ -14,6 +14,7 @@
 #include "kernels/checks/attention_checks.h"
 #include "kernels/cpu/cpu_attention_internal.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/cpu_softmax.h"
 
 namespace kiln::kernels::cpu {
 
@@ -73,11 +74,7 @@ void AttendRange(const AttendArgs& a, int64_t b, int64_t e, float* scores) {
         mx = std::max(mx, score);
       }
     }
-    float sum = 0;
-    for (int64_t j = lo; j <= pos; ++j) {
-      scores[j - lo] = std::exp(scores[j - lo] - mx);
-      sum += scores[j - lo];
-    }
+    const float sum = ExpShiftedSum(scores, pos - lo + 1, mx);
     float* o = a.out + (t * a.heads + h) * hd;
     std::fill(o, o + hd, 0.0f);
     const float inv = 1.0f / sum;

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "kernels/cpu/cpu_attention_internal.h"
+#include "kernels/cpu/cpu_softmax.h"
 
 namespace kiln::kernels::cpu {
 
@@ -61,20 +62,14 @@ void AttendTile(const AttendArgs& a, int64_t seq, int64_t kh, int64_t t0, int64_
       // Keys [j_lo, j_hi) of this tile are visible to the row (causal, sliding window).
       const int64_t j_lo = std::clamp<int64_t>(lo - k0, 0, nk), j_hi = std::clamp<int64_t>(pos + 1 - k0, 0, nk);
       float* srow = sc + r * kAttnTileKeys;
-      if (j_lo >= j_hi) {
-        std::fill(srow, srow + nk, 0.0f);
-        continue;
-      }
+      std::fill(srow, srow + j_lo, 0.0f);
+      std::fill(srow + std::max(j_lo, j_hi), srow + nk, 0.0f);
+      if (j_lo >= j_hi) continue;
       any = true;
       float mx = run_max[r];
       for (int64_t j = j_lo; j < j_hi; ++j) mx = std::max(mx, srow[j]);
       const float rescale = std::exp(run_max[r] - mx);  // 0 while nothing was seen (-inf)
-      float sum = 0;
-      for (int64_t j = 0; j < nk; ++j) {
-        const float p = (j >= j_lo && j < j_hi) ? std::exp(srow[j] - mx) : 0.0f;
-        srow[j] = p;
-        sum += p;
-      }
+      const float sum = ExpShiftedSum(srow + j_lo, j_hi - j_lo, mx);
       run_sum[r] = run_sum[r] * rescale + sum;
       run_max[r] = mx;
       float* arow = acc + r * hd;
