@@ -87,10 +87,16 @@ def scaling(a):
                              f"--num_compute_threads={a.threads}"])
     prompt_rows, conc_rows = [], []
     try:
+        # Every point draws its prompts from its own seed: loadgen runs with one seed share
+        # their random token streams, so a 4096-token prompt would start with the 2048-token
+        # point's prompt and hit kiln's prefix cache (the 2026-11-24 06:06 run did).
+        seed = 1000
         first = True
         for p in prompts:
+            seed += 1
             rep = loadgen(a.loadgen, server.port, "llama100m", f"prompt {p}",
                           ["--concurrency=1", f"--num_requests={a.repeats}", f"--prompt_len={p}",
+                           f"--seed={seed}",
                            f"--output_len={a.output_len}", f"--warmup={1 if first else 0}",
                            "--duration_s=0", f"--grace_s={a.point_timeout_s}",
                            f"--timeout_s={a.point_timeout_s}"])
@@ -103,8 +109,9 @@ def scaling(a):
                                 "errors": rep["errors"], "cut_off": rep["cut_off"],
                                 "load_avg": rep["load_avg_start"]})
         for c in concs:
+            seed += 1
             rep = loadgen(a.loadgen, server.port, "llama100m", f"concurrency {c}",
-                          [f"--concurrency={c}", f"--num_requests={c}",
+                          [f"--concurrency={c}", f"--num_requests={c}", f"--seed={seed}",
                            f"--prompt_len={a.conc_prompt_len}", f"--output_len={a.output_len}",
                            "--warmup=0", "--duration_s=0", f"--grace_s={a.point_timeout_s}",
                            f"--timeout_s={a.point_timeout_s}"])
