@@ -154,7 +154,7 @@ def loadgen(binary, port, name, label, extra, vocab_size=507):
     with open(out) as f:
         report = json.load(f)
     os.unlink(out)
-    report["command"] = " ".join(cmd)
+    report["command"] = " ".join(cmd).replace(REPO + os.sep, "")  # no machine paths in results
     return report
 
 
@@ -250,7 +250,10 @@ def main():
     targets = {"bs1_decode_kiln_over_hf_eager": 2.0,
                f"c{a.batched}_kiln_over_hf_best_batched": 5.0}
     kv = subprocess.run([a.kilnd, "--version"], capture_output=True, text=True)
-    start["kilnd"] = f"{a.kilnd}: {(kv.stdout or kv.stderr).strip()}"
+    # The binary as a path inside the checkout: results are committed, machine paths are not.
+    binary = os.path.relpath(a.kilnd, REPO) if os.path.abspath(a.kilnd).startswith(REPO + os.sep) \
+        else os.path.basename(a.kilnd)
+    start["kilnd"] = f"{binary}: {(kv.stdout or kv.stderr).strip()}"
     result = {"benchmark": "peers", "machine": start, "load_avg_end": list(os.getloadavg()),
               "command": a.command, "model": model, "rows": rows, "ratios": ratios,
               "targets": targets,
