@@ -150,23 +150,28 @@ std::vector<int32_t> Permutation(int n, uint32_t seed) {
   return perm;
 }
 
+// Runs every sequence of `p` in one batch on two threads and compares each with Reference.
+void ExpectMatchesNaive(const Problem& p, uint32_t perm_seed) {
+  std::vector<SeqData> data;
+  for (size_t s = 0; s < p.seqs.size(); ++s) data.push_back(MakeSeq(p, s));
+  AttentionRunner runner(2);
+  const std::vector<float> out = runner.Run(p, data, Permutation(static_cast<int>(p.num_blocks), perm_seed));
+  size_t offset = 0;
+  for (size_t s = 0; s < p.seqs.size(); ++s) {
+    const std::vector<float> want = Reference(p, p.seqs[s], data[s]);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(out[offset + i], want[i], 1e-5) << "seq " << s;
+    offset += want.size();
+  }
+}
+
 TEST(CpuAttentionTest, MixedBatchMatchesNaiveAttention) {
   for (int64_t group : {1, 3}) {
     for (int32_t window : {0, 4, 7}) {
       for (int64_t hd : {1, 7, 33}) {
-        Problem p{.heads = 2 * group, .kv_heads = 2, .hd = hd, .window = window,
-                  .seqs = {{0, 7}, {32, 1}, {16, 5}, {0, 1}, {126, 1}}};
         SCOPED_TRACE(testing::Message() << "group=" << group << " window=" << window << " hd=" << hd);
-        std::vector<SeqData> data;
-        for (size_t s = 0; s < p.seqs.size(); ++s) data.push_back(MakeSeq(p, s));
-        AttentionRunner runner(2);
-        const std::vector<float> out = runner.Run(p, data, Permutation(64, 1));
-        size_t offset = 0;
-        for (size_t s = 0; s < p.seqs.size(); ++s) {
-          const std::vector<float> want = Reference(p, p.seqs[s], data[s]);
-          for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(out[offset + i], want[i], 1e-5) << "seq " << s;
-          offset += want.size();
-        }
+        ExpectMatchesNaive({.heads = 2 * group, .kv_heads = 2, .hd = hd, .window = window,
+                            .seqs = {{0, 7}, {32, 1}, {16, 5}, {0, 1}, {126, 1}}},
+                           1);
       }
     }
   }
@@ -203,19 +208,10 @@ TEST(CpuAttentionTest, TiledPrefillMatchesNaiveAttention) {
   for (int64_t group : {1, 3, 8}) {
     for (int32_t window : {0, 5, 70}) {
       for (int64_t hd : {1, 33, 64}) {
-        Problem p{.heads = 2 * group, .kv_heads = 2, .hd = hd, .num_blocks = 160, .window = window,
-                  .seqs = {{0, 40}, {50, 20}, {3, 1}, {0, 16}, {100, 70}, {9, 15}}};
         SCOPED_TRACE(testing::Message() << "group=" << group << " window=" << window << " hd=" << hd);
-        std::vector<SeqData> data;
-        for (size_t s = 0; s < p.seqs.size(); ++s) data.push_back(MakeSeq(p, s));
-        AttentionRunner runner(2);
-        const std::vector<float> out = runner.Run(p, data, Permutation(160, 5));
-        size_t offset = 0;
-        for (size_t s = 0; s < p.seqs.size(); ++s) {
-          const std::vector<float> want = Reference(p, p.seqs[s], data[s]);
-          for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(out[offset + i], want[i], 1e-5) << "seq " << s;
-          offset += want.size();
-        }
+        ExpectMatchesNaive({.heads = 2 * group, .kv_heads = 2, .hd = hd, .num_blocks = 160, .window = window,
+                            .seqs = {{0, 40}, {50, 20}, {3, 1}, {0, 16}, {100, 70}, {9, 15}}},
+                           5);
       }
     }
   }
