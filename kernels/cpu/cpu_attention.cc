@@ -24,7 +24,7 @@ namespace {
 // independent vector accumulators), then a scalar tail. The compiler turns the lanes into
 // vector multiply-adds, which a plain running sum (a strict sequential dependency) forbids;
 // the order depends on n alone, so an item's result still never depends on the batch.
-inline float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
+[[gnu::always_inline]] inline float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
   float lane[16] = {};
   int64_t d = 0;
   for (; d + 16 <= n; d += 16) {
@@ -38,7 +38,7 @@ inline float Dot(const float* __restrict a, const float* __restrict b, int64_t n
 
 // y[i] += alpha · x[i], in blocks of 16 so that it vectorizes at -O2 too (whose cost model
 // will not add the scalar epilogue a loop of unknown length needs).
-inline void Axpy(float alpha, const float* __restrict x, float* __restrict y, int64_t n) {
+[[gnu::always_inline]] inline void Axpy(float alpha, const float* __restrict x, float* __restrict y, int64_t n) {
   int64_t d = 0;
   for (; d + 16 <= n; d += 16) {
     for (int l = 0; l < 16; ++l) y[d + l] += alpha * x[d + l];
@@ -47,18 +47,16 @@ inline void Axpy(float alpha, const float* __restrict x, float* __restrict y, in
 }
 
 // Items [b, e) of (token, head): scores, softmax and the weighted sum of V for each, over the
-// keys its sequence's block table names (walked block by block: no division per key). Compiled
-// for x86-64-v3 (AVX2 + FMA) and a baseline, chosen once at load time. Not under TSan: the
-// ifunc resolver runs during relocation, before TSan's runtime is up, and crashes the process.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-void AttendRange(const AttendArgs& a, int64_t b, int64_t e, float* scores) {
+// keys its sequence's block table names (walked block by block: no division per key). Items
+// of sequences on the tiled path are skipped. Inlined twice below: as the baseline and into an
+// AVX2 + FMA function, chosen at run time like every vector kernel of this backend.
+[[gnu::always_inline]] inline void AttendItems(const AttendArgs& a, int64_t b, int64_t e, float* scores) {
   const AttentionParams& params = *a.params;
   const int64_t hd = a.hd, bs = a.bs, kv_row = a.kv_row;
   for (int64_t item = b; item < e; ++item) {
     const int64_t t = item / a.heads, h = item % a.heads, kh = h / a.group;
     const size_t s = static_cast<size_t>(a.token_seq[t]);
+    if (a.tiled_seq != nullptr && a.tiled_seq[s] != 0) continue;
     const int32_t* table = params.block_table.data() + s * static_cast<size_t>(params.max_blocks_per_seq);
     const int64_t pos = params.kv_len[s] - (params.query_start[s + 1] - params.query_start[s]) +
                         (t - params.query_start[s]);
@@ -86,6 +84,24 @@ void AttendRange(const AttendArgs& a, int64_t b, int64_t e, float* scores) {
       }
     }
   }
+}
+
+void AttendRangeBaseline(const AttendArgs& a, int64_t b, int64_t e, float* scores) {
+  AttendItems(a, b, e, scores);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void AttendRangeAvx2(const AttendArgs& a, int64_t b, int64_t e,
+                                                         float* scores) {
+  AttendItems(a, b, e, scores);
+}
+#endif
+
+void AttendRange(const AttendArgs& a, int64_t b, int64_t e, float* scores) {
+#if defined(__x86_64__)
+  if (CpuHasAvx2FmaF16c()) return AttendRangeAvx2(a, b, e, scores);
+#endif
+  AttendRangeBaseline(a, b, e, scores);
 }
 
 }  // namespace
@@ -129,55 +145,52 @@ absl::Status CpuBackend::PagedAttention(TensorView q, const PagedKvLayer& cache,
       !s.ok()) {
     return s;
   }
+  // Sequences with enough new tokens go through tiles; the rest (all of them in decode steps,
+  // which then allocate nothing here) through per-item work.
+  struct Tile {
+    int64_t seq, kh, t0, t1;
+  };
+  std::vector<Tile> tiles;
+  std::vector<uint8_t> tiled_seq;
+  int64_t tiled_tokens = 0;
+  const int64_t group = heads / kvh;
+  if (TiledAttentionFits(hd, group)) {
+    const int64_t tile_tokens = std::max<int64_t>(1, kAttnTileRows / group);
+    const size_t num_seqs = params.kv_len.size();
+    for (size_t s = 0; s < num_seqs; ++s) {
+      const int64_t qs = params.query_start[s], qe = params.query_start[s + 1];
+      if (qe - qs < kAttnTiledMinQuery) continue;
+      if (tiled_seq.empty()) tiled_seq.assign(num_seqs, 0);
+      tiled_seq[s] = 1;
+      tiled_tokens += qe - qs;
+      for (int64_t kh = 0; kh < kvh; ++kh) {
+        for (int64_t t0 = qs; t0 < qe; t0 += tile_tokens) {
+          tiles.push_back({static_cast<int64_t>(s), kh, t0, std::min(qe, t0 + tile_tokens)});
+        }
+      }
+    }
+  }
   const AttendArgs args{.q = q.as<float>(),
                         .k_cache = cache.k.as<float>(),
                         .v_cache = cache.v.as<float>(),
                         .out = out.as<float>(),
                         .params = &params,
                         .token_seq = token_seq.data(),
+                        .tiled_seq = tiled_seq.empty() ? nullptr : tiled_seq.data(),
                         .heads = heads,
                         .hd = hd,
                         .bs = bs,
                         .kv_row = kvh * hd,
-                        .group = heads / kvh,
+                        .group = group,
                         .window = params.sliding_window};
   const int64_t stride = WorkspaceFloatsPerThread(max_kv);
   float* ws = workspace.as<float>();
-  const size_t num_seqs = params.kv_len.size();
-  std::vector<int32_t> item_tokens;  // tokens of the per-item path
-  struct Tile {
-    int64_t seq, kh, t0, t1;
-  };
-  std::vector<Tile> tiles;
-  const bool can_tile = TiledAttentionFits(hd, args.group);
-  const int64_t tile_tokens = std::max<int64_t>(1, kAttnTileRows / args.group);
-  for (size_t s = 0; s < num_seqs; ++s) {
-    const int64_t qs = params.query_start[s], qe = params.query_start[s + 1];
-    if (can_tile && qe - qs >= kAttnTiledMinQuery) {
-      for (int64_t kh = 0; kh < kvh; ++kh) {
-        for (int64_t t0 = qs; t0 < qe; t0 += tile_tokens) {
-          tiles.push_back({static_cast<int64_t>(s), kh, t0, std::min(qe, t0 + tile_tokens)});
-        }
-      }
-    } else {
-      for (int64_t t = qs; t < qe; ++t) item_tokens.push_back(static_cast<int32_t>(t));
-    }
-  }
-  if (tiles.empty()) {  // no reordering needed: items are (token, head) in order
+  if (tiled_tokens < tokens) {
     runner_.For(tokens * heads, 4, [&](int64_t b, int64_t e, int worker) {
       AttendRange(args, b, e, ws + worker * stride);
     });
-    return absl::OkStatus();
   }
-  if (!item_tokens.empty()) {
-    const int64_t n = static_cast<int64_t>(item_tokens.size()) * heads;
-    runner_.For(n, 4, [&](int64_t b, int64_t e, int worker) {
-      for (int64_t i = b; i < e; ++i) {
-        const int64_t item = item_tokens[static_cast<size_t>(i / heads)] * heads + i % heads;
-        AttendRange(args, item, item + 1, ws + worker * stride);
-      }
-    });
-  }
+  if (tiles.empty()) return absl::OkStatus();
   // Tiles go round-robin to the threads: later tiles of a causal prompt cost more, so
   // contiguous ranges would leave one thread with most of the work.
   const int64_t lanes = std::min<int64_t>(runner_.num_threads(), static_cast<int64_t>(tiles.size()));

@@ -16,6 +16,9 @@ struct AttendArgs {
   float* out;
   const AttentionParams* params;
   const int32_t* token_seq;
+  // Per sequence, nonzero when it takes the tiled path (the per-item path skips it); null
+  // when none does.
+  const uint8_t* tiled_seq;
   int64_t heads, hd, bs, kv_row, group, window;
 };
 

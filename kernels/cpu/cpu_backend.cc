@@ -31,13 +31,19 @@ __attribute__((target("avx2,f16c"))) void HalfRowF16c(const uint16_t* s, float* 
   }
   for (; i < n; ++i) d[i] = HalfToFloat(s[i]);
 }
-bool HasF16c() {
-  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
-  return has;
-}
 #endif
 
 }  // namespace
+
+bool CpuHasAvx2FmaF16c() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+#else
+  return false;
+#endif
+}
 
 void ToFloat(const void* src, DType dtype, float* dst, int64_t n) {
   switch (dtype) {
@@ -47,7 +53,7 @@ void ToFloat(const void* src, DType dtype, float* dst, int64_t n) {
     case DType::kF16: {
       const auto* s = static_cast<const uint16_t*>(src);
 #if defined(__x86_64__)
-      if (HasF16c()) {
+      if (CpuHasAvx2FmaF16c()) {
         HalfRowF16c(s, dst, n);
         return;
       }

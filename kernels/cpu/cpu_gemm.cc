@@ -39,12 +39,6 @@ void SmallMScalar(const float* x, int64_t m, int64_t k, const void* w, DType wt,
 }
 
 #if defined(__x86_64__)
-bool HasAvx2Fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
-
 template <bool kBf16>
 __attribute__((target("avx2,fma,f16c"))) inline __m256 Load8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -132,7 +126,7 @@ absl::Status CpuBackend::Matmul(TensorView x, TensorView w, TensorView bias, Ten
   } else if (m <= kSmallM) {
     runner_.For(n, 16, [&](int64_t j0, int64_t j1, int) {
 #if defined(__x86_64__)
-      if (HasAvx2Fma()) {
+      if (CpuHasAvx2FmaF16c()) {
         if (w.dtype() == DType::kBF16) {
           SmallMAvx2<true>(px, m, k, w.as<uint16_t>(), j0, j1, po, n);
         } else {

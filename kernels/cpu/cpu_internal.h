@@ -79,6 +79,10 @@ void FromFloat(const float* src, DType dtype, void* dst, int64_t n);
 // Element i of a F32/F16/BF16 array as float.
 float LoadFloat(const void* data, DType dtype, int64_t i);
 
+// Whether this CPU runs the AVX2 + FMA + F16C kernels (every x86-64-v3 CPU); false off x86.
+// The vector kernels of gemm, attention, softmax and conversions dispatch on it at run time.
+bool CpuHasAvx2FmaF16c();
+
 // out[m, n] (row stride ldo) = alpha · x[m, k] · w[n, k]^T + beta · out, split over the
 // runner's threads by contiguous slices of W's rows, each a single-threaded OpenBLAS call.
 // The process keeps one pool: OpenBLAS runs with one thread (see the CpuBackend constructor),

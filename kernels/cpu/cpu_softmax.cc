@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/cpu_internal.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -17,11 +19,6 @@ float ExpShiftedSumScalar(float* x, int64_t n, float shift) {
 }
 
 #if defined(__x86_64__)
-bool HasAvx2Fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
 // exp of eight lanes: k = round(x / ln 2), r = x - k ln 2 (ln 2 in two parts, so r is exact),
 // exp(r) by the degree-6 minimax polynomial of Cephes' expf, times 2^k built in the exponent.
 __attribute__((target("avx2,fma"))) inline __m256 Exp8(__m256 x) {
@@ -75,7 +72,7 @@ __attribute__((target("avx2,fma"))) float ExpShiftedSumAvx2(float* x, int64_t n,
 
 float ExpShiftedSum(float* x, int64_t n, float shift) {
 #if defined(__x86_64__)
-  if (HasAvx2Fma()) return ExpShiftedSumAvx2(x, n, shift);
+  if (CpuHasAvx2FmaF16c()) return ExpShiftedSumAvx2(x, n, shift);
 #endif
   return ExpShiftedSumScalar(x, n, shift);
 }
