@@ -16,11 +16,9 @@
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -193,13 +191,6 @@ class PortBlocker {
   bool ok_ = false;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TEST(FaultsTest, SigkillMidStreamIsUnavailableAndTheRestartOnTheSamePortsIsClean) {
   absl::StatusOr<std::unique_ptr<TempDir>> state = TempDir::Create("kilnd_restart");
   ASSERT_TRUE(state.ok()) << state.status();
@@ -258,7 +249,7 @@ TEST(FaultsTest, SigkillMidStreamIsUnavailableAndTheRestartOnTheSamePortsIsClean
   EXPECT_GT(cut, 0) << "every stream of 240 tokens ended before the SIGKILL";
 
   // The dead run's ready file is still there, naming it.
-  const std::string stale = ReadFile(options.ready_file);
+  const std::string stale = ReadWholeFile(options.ready_file);
   ASSERT_NE(stale.find("\"pid\":" + std::to_string(first->pid())), std::string::npos) << stale;
 
   // A start that fails (its gRPC port is taken) must not leave that file behind: a supervisor
@@ -272,7 +263,7 @@ TEST(FaultsTest, SigkillMidStreamIsUnavailableAndTheRestartOnTheSamePortsIsClean
     ASSERT_FALSE(failed.ok());
     EXPECT_NE(std::string(failed.status().message()).find("before it was ready"), std::string::npos)
         << failed.status();
-    EXPECT_FALSE(std::filesystem::exists(options.ready_file)) << ReadFile(options.ready_file);
+    EXPECT_FALSE(std::filesystem::exists(options.ready_file)) << ReadWholeFile(options.ready_file);
   }
 
   // The restart binds the same ports, writes its own ready file and serves the same text.

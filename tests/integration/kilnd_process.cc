@@ -27,13 +27,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream data;
-  if (in) data << in.rdbuf();
-  return data.str();
-}
-
 std::string Tail(const std::string& text, size_t n = 4000) {
   return text.size() <= n ? text : "..." + text.substr(text.size() - n);
 }
@@ -53,6 +46,13 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 }
 
 }  // namespace
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream data;
+  if (in) data << in.rdbuf();
+  return data.str();
+}
 
 absl::StatusOr<std::unique_ptr<TempDir>> TempDir::Create(const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");

@@ -39,6 +39,9 @@ class TempDir {
   std::string path_;
 };
 
+// The whole file, or "" when it cannot be read.
+std::string ReadWholeFile(const std::string& path);
+
 class KilndProcess {
  public:
   struct Options {
