@@ -1,7 +1,10 @@
 // CpuBackend::Matmul: out[m, n] = x[m, k] · w[n, k]^T (+ bias), fp32 accumulation.
-// F32 weights: OpenBLAS, split over the backend's threads (ParallelSgemmNT). F16/BF16 weights: a fused convert-and-dot kernel for m <= kSmallM
-// (decode: reads the 2-byte weights once, no conversion pass), otherwise W tiles converted to
-// fp32 into the workspace and multiplied with sgemm (prefill: compute-bound, sgemm wins).
+// m <= kSmallM (decode), any weight dtype: SmallMMatmul, a dot-product kernel that streams
+// each W row once for all m rows of x. Decode is bound by reading W, and this kernel reads at
+// the machine's read bandwidth (bench/cpu/decode_gemv_bench: 1.2x OpenBLAS's sgemv on fp32).
+// Larger m (prefill, big batches), compute-bound: F32 weights go to OpenBLAS split over the
+// backend's threads (ParallelSgemmNT); F16/BF16 weights are converted to fp32 tile by tile
+// into the workspace and multiplied with sgemm.
 #include <cblas.h>
 
 #include <algorithm>
@@ -24,7 +27,7 @@ int64_t TileRows(int64_t n, int64_t k) {
   return std::min(n, rows);
 }
 
-// Scalar reference path for m <= kSmallM (any CPU).
+// Scalar path for m <= kSmallM (CPUs without AVX2).
 void SmallMScalar(const float* x, int64_t m, int64_t k, const void* w, DType wt, int64_t j0,
                   int64_t j1, float* out, int64_t n) {
   std::vector<float> row(static_cast<size_t>(k));
@@ -39,13 +42,29 @@ void SmallMScalar(const float* x, int64_t m, int64_t k, const void* w, DType wt,
 }
 
 #if defined(__x86_64__)
-template <bool kBf16>
-__attribute__((target("avx2,fma,f16c"))) inline __m256 Load8(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  if constexpr (kBf16) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+// Eight weights as fp32, from fp32, bf16 or fp16 storage.
+template <DType kW, typename T>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 Load8(const T* p) {
+  if constexpr (kW == DType::kF32) {
+    return _mm256_loadu_ps(p);
   } else {
-    return _mm256_cvtph_ps(h);
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (kW == DType::kBF16) {
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    } else {
+      return _mm256_cvtph_ps(h);
+    }
+  }
+}
+
+template <DType kW, typename T>
+inline float LoadOne(const T* p) {
+  if constexpr (kW == DType::kF32) {
+    return *p;
+  } else if constexpr (kW == DType::kBF16) {
+    return BFloat16ToFloat(*p);
+  } else {
+    return HalfToFloat(*p);
   }
 }
 
@@ -56,29 +75,43 @@ __attribute__((target("avx2,fma"))) inline float HSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <bool kBf16>
-__attribute__((target("avx2,fma,f16c"))) void SmallMAvx2(const float* x, int64_t m, int64_t k,
-                                                          const uint16_t* w, int64_t j0, int64_t j1,
-                                                          float* out, int64_t n) {
+// Each row of x gets the same two-accumulator dot product whatever m is, so a token's
+// output does not depend on how many other tokens share its step (m <= kSmallM). M is a
+// template parameter so the 2*M accumulators live in registers: with a run-time m they were
+// kept on the stack and m = 4 ran at half the bandwidth.
+template <DType kW, int M, typename T>
+__attribute__((target("avx2,fma,f16c"))) void SmallMAvx2(const float* x, int64_t k, const T* w,
+                                                          int64_t j0, int64_t j1, float* out,
+                                                          int64_t n) {
   for (int64_t j = j0; j < j1; ++j) {
-    const uint16_t* wr = w + j * k;
-    __m256 acc[kSmallM][2];
-    for (int64_t r = 0; r < m; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const T* wr = w + j * k;
+    __m256 acc[M][2];
+    for (int r = 0; r < M; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= k; i += 16) {
-      const __m256 w0 = Load8<kBf16>(wr + i), w1 = Load8<kBf16>(wr + i + 8);
-      for (int64_t r = 0; r < m; ++r) {
+      const __m256 w0 = Load8<kW>(wr + i), w1 = Load8<kW>(wr + i + 8);
+      for (int r = 0; r < M; ++r) {
         acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * k + i), w0, acc[r][0]);
         acc[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * k + i + 8), w1, acc[r][1]);
       }
     }
-    for (int64_t r = 0; r < m; ++r) {
+    for (int r = 0; r < M; ++r) {
       float s = HSum(_mm256_add_ps(acc[r][0], acc[r][1]));
-      for (int64_t t = i; t < k; ++t) {
-        s += x[r * k + t] * (kBf16 ? BFloat16ToFloat(wr[t]) : HalfToFloat(wr[t]));
-      }
+      for (int64_t t = i; t < k; ++t) s += x[r * k + t] * LoadOne<kW>(wr + t);
       out[r * n + j] = s;
     }
+  }
+}
+
+template <DType kW, typename T>
+void SmallMAvx2ForM(const float* x, int64_t m, int64_t k, const T* w, int64_t j0, int64_t j1,
+                    float* out, int64_t n) {
+  static_assert(kSmallM == 4, "one instance per m");
+  switch (m) {
+    case 1: return SmallMAvx2<kW, 1>(x, k, w, j0, j1, out, n);
+    case 2: return SmallMAvx2<kW, 2>(x, k, w, j0, j1, out, n);
+    case 3: return SmallMAvx2<kW, 3>(x, k, w, j0, j1, out, n);
+    default: return SmallMAvx2<kW, 4>(x, k, w, j0, j1, out, n);
   }
 }
 #endif
@@ -86,6 +119,7 @@ __attribute__((target("avx2,fma,f16c"))) void SmallMAvx2(const float* x, int64_t
 // Below this many W rows per thread a split costs more in wake-ups and repeated packing of x
 // than it gains.
 constexpr int64_t kMinSgemmColsPerThread = 64;
+constexpr int64_t kMinSmallMRowsPerThread = 16;
 
 }  // namespace
 
@@ -106,6 +140,26 @@ void ParallelSgemmNT(ParallelRunner& runner, int64_t m, int64_t n, int64_t k, fl
   });
 }
 
+void SmallMMatmul(ParallelRunner& runner, const float* x, int64_t m, int64_t k, const void* w,
+                  DType wt, int64_t n, float* out) {
+  if (m <= 0 || n <= 0) return;
+  runner.For(n, kMinSmallMRowsPerThread, [&](int64_t j0, int64_t j1, int) {
+#if defined(__x86_64__)
+    if (CpuHasAvx2FmaF16c()) {
+      switch (wt) {
+        case DType::kF32:
+          return SmallMAvx2ForM<DType::kF32>(x, m, k, static_cast<const float*>(w), j0, j1, out, n);
+        case DType::kBF16:
+          return SmallMAvx2ForM<DType::kBF16>(x, m, k, static_cast<const uint16_t*>(w), j0, j1, out, n);
+        default:
+          return SmallMAvx2ForM<DType::kF16>(x, m, k, static_cast<const uint16_t*>(w), j0, j1, out, n);
+      }
+    }
+#endif
+    SmallMScalar(x, m, k, w, wt, j0, j1, out, n);
+  });
+}
+
 size_t CpuBackend::MatmulWorkspaceBytes(int64_t m, int64_t n, int64_t k, DType w) const {
   if (w == DType::kF32 || m <= kSmallM) return 0;
   return static_cast<size_t>(TileRows(n, k) * k) * 4;
@@ -121,22 +175,10 @@ absl::Status CpuBackend::Matmul(TensorView x, TensorView w, TensorView bias, Ten
   const float* px = x.as<float>();
   float* po = out.as<float>();
 
-  if (w.dtype() == DType::kF32) {
+  if (m <= kSmallM) {
+    SmallMMatmul(runner_, px, m, k, w.data(), w.dtype(), n, po);
+  } else if (w.dtype() == DType::kF32) {
     ParallelSgemmNT(runner_, m, n, k, 1.0f, px, k, w.as<float>(), k, 0.0f, po, n);
-  } else if (m <= kSmallM) {
-    runner_.For(n, 16, [&](int64_t j0, int64_t j1, int) {
-#if defined(__x86_64__)
-      if (CpuHasAvx2FmaF16c()) {
-        if (w.dtype() == DType::kBF16) {
-          SmallMAvx2<true>(px, m, k, w.as<uint16_t>(), j0, j1, po, n);
-        } else {
-          SmallMAvx2<false>(px, m, k, w.as<uint16_t>(), j0, j1, po, n);
-        }
-        return;
-      }
-#endif
-      SmallMScalar(px, m, k, w.data(), w.dtype(), j0, j1, po, n);
-    });
   } else {
     const int64_t tile = TileRows(n, k);
     float* ws = workspace.as<float>();

@@ -14,7 +14,7 @@
 
 namespace kiln::kernels::cpu {
 
-// Rows with at most this many tokens use the fused convert-and-dot GEMM kernel.
+// Matmuls with at most this many rows of x use SmallMMatmul (W read once), any weight dtype.
 inline constexpr int64_t kSmallM = 4;
 
 class CpuBackend final : public Backend {
@@ -91,6 +91,13 @@ bool CpuHasAvx2FmaF16c();
 void ParallelSgemmNT(ParallelRunner& runner, int64_t m, int64_t n, int64_t k, float alpha,
                      const float* x, int64_t ldx, const float* w, int64_t ldw, float beta,
                      float* out, int64_t ldo);
+
+// out[m, n] = x[m, k] · w[n, k]^T for m <= kSmallM (decode), w F32/F16/BF16 in row-major
+// [n, k]: each W row is streamed once for all m rows of x, split over the runner's threads
+// by contiguous slices of W's rows. A row of out is bitwise the same for any m <= kSmallM
+// and any thread count.
+void SmallMMatmul(ParallelRunner& runner, const float* x, int64_t m, int64_t k, const void* w,
+                  DType wt, int64_t n, float* out);
 
 // INVALID_ARGUMENT unless v is rank `rank`, on the CPU, non-null (when numel > 0) and F32.
 absl::Status CheckF32(const char* op, const char* arg, const TensorView& v, int rank);

@@ -59,9 +59,9 @@ constexpr DType kWeightTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
 
 TEST_F(CpuOpsTest, MatmulMatchesNaiveLoopForEveryDtypeAndOddShapes) {
   for (DType dt : kWeightTypes) {
-    for (int64_t m : {1, 3, 5, 7, 33}) {
+    for (int64_t m : {1, 2, 3, 4, 5, 7, 33}) {  // <= 4: SmallMMatmul, then sgemm / tiles
       for (int64_t n : {1, 7, 127}) {
-        for (int64_t k : {1, 7, 33, 127}) {
+        for (int64_t k : {1, 7, 33, 48, 127}) {
           for (bool with_bias : {false, true}) {
             SCOPED_TRACE(testing::Message() << DTypeName(dt) << " m=" << m << " n=" << n << " k=" << k
                                             << " bias=" << with_bias);
@@ -86,6 +86,37 @@ TEST_F(CpuOpsTest, MatmulMatchesNaiveLoopForEveryDtypeAndOddShapes) {
               }
             }
           }
+        }
+      }
+    }
+  }
+}
+
+// Decode (m <= 4 rows) gives each row the same dot product whatever else is in the step and
+// however many threads split W, so a stream's tokens do not depend on its neighbours.
+TEST(CpuMatmulTest, SmallBatchRowIsBitwiseTheSameForAnyBatchSizeAndThreadCount) {
+  constexpr int64_t kRows = 4, n = 131, k = 808;  // k: 50 vector steps and a tail of 8
+  const std::vector<float> x = Random(static_cast<size_t>(kRows * k), 11);
+  for (DType dt : kWeightTypes) {
+    SCOPED_TRACE(DTypeName(dt));
+    const Weights w = MakeWeights(static_cast<size_t>(n * k), dt, 12);
+    auto run = [&](int threads, int64_t first, int64_t m) {
+      auto b = cpu::CreateCpuBackend({.num_threads = threads});
+      EXPECT_TRUE(b.ok()) << b.status();
+      std::vector<float> out(static_cast<size_t>(m * n));
+      EXPECT_TRUE((*b)->Matmul(TensorView(const_cast<float*>(x.data()) + first * k, DType::kF32, {m, k}),
+                               w.View(dt, {n, k}), TensorView(),
+                               TensorView(out.data(), DType::kF32, {m, n}), TensorView())
+                      .ok());
+      return out;
+    };
+    const std::vector<float> all = run(2, 0, kRows);
+    for (int threads : {1, 3}) {
+      for (int64_t m : {1, 2, 3}) {
+        for (int64_t first = 0; first + m <= kRows; ++first) {
+          const std::vector<float> part = run(threads, first, m);
+          ASSERT_EQ(0, std::memcmp(part.data(), all.data() + first * n, part.size() * sizeof(float)))
+              << "threads=" << threads << " m=" << m << " first=" << first;
         }
       }
     }
