@@ -11,7 +11,8 @@
 // plus the runner's For() round trip with and without spinning, and a 2-thread streaming
 // read of a 400 MB buffer (the bandwidth ceiling).
 //
-//   decode_gemv_bench [--threads=2] [--rounds=7] [--reps=10] [--out=FILE.json]
+//   decode_gemv_bench [--threads=2] [--rounds=7] [--reps=10] [--out=PREFIX]
+// --out writes PREFIX.json (every figure) and PREFIX.md (the printed report).
 #include <cblas.h>
 
 #include <algorithm>
@@ -51,6 +52,16 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The report: printed, and kept for PREFIX.md.
+std::string g_report;
+template <typename... Args>
+void Report(const char* fmt, Args... args) {
+  char line[512];
+  std::snprintf(line, sizeof line, fmt, args...);
+  std::fputs(line, stdout);
+  g_report += line;
+}
+
 double LoadAverage() {
   double l = 0;
   if (FILE* f = std::fopen("/proc/loadavg", "r")) {
@@ -86,7 +97,7 @@ int main(int argc, char** argv) {
     } else if (flag == "--out") {
       out = value;
     } else {
-      std::fprintf(stderr, "usage: %s [--threads=2] [--rounds=7] [--reps=10] [--out=FILE.json]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads=2] [--rounds=7] [--reps=10] [--out=PREFIX]\n", argv[0]);
       return 2;
     }
   }
@@ -193,13 +204,13 @@ int main(int argc, char** argv) {
   j["weights_mb_f32"] = bytes_f32 / 1e6;
   j["read_bandwidth_gbs"] = read_gbs;
   j["for_round_trip_us"] = {{"sleep", Median(trip_sleep) * 1e6}, {"spin", Median(trip_spin) * 1e6}};
-  std::printf("decode_gemv_bench: %d threads, %d rounds x %d reps, load %.2f -> %.2f\n", threads,
+  Report("decode_gemv_bench: %d threads, %d rounds x %d reps, load %.2f -> %.2f\n", threads,
               rounds, reps, load0, load1);
-  std::printf("read bandwidth (2-thread stream of 400 MB): %.1f GB/s\n", read_gbs);
-  std::printf("For() round trip: %.2f us sleeping, %.2f us spinning\n\n",
+  Report("read bandwidth (2-thread stream of 400 MB): %.1f GB/s\n", read_gbs);
+  Report("For() round trip: %.2f us sleeping, %.2f us spinning\n\n",
               Median(trip_sleep) * 1e6, Median(trip_spin) * 1e6);
-  std::printf("| kernel | m | W dtype | ms per step | W GB/s | %% of read bw | vs openblas/sleep |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+  Report("| kernel | m | W dtype | ms per step | W GB/s | %% of read bw | vs openblas/sleep |\n");
+  Report("|---|---|---|---|---|---|---|\n");
   double base = 0;
   for (const Row& r : rows) {
     const double s = Median(r.s);
@@ -207,16 +218,17 @@ int main(int argc, char** argv) {
     const double bytes = bytes_f32 * (r.dt == DType::kF32 ? 1.0 : 0.5);
     const double gbs = bytes / s / 1e9;
     const char* dt = r.dt == DType::kF32 ? "f32" : "bf16";
-    std::printf("| %s | %lld | %s | %.2f | %.1f | %.0f%% | %.2fx |\n", r.name.c_str(),
+    Report("| %s | %lld | %s | %.2f | %.1f | %.0f%% | %.2fx |\n", r.name.c_str(),
                 static_cast<long long>(r.m), dt, s * 1e3, gbs, 100 * gbs / read_gbs, base / s);
     j["rows"].push_back({{"kernel", r.name}, {"m", r.m}, {"dtype", dt}, {"ms_per_step", s * 1e3},
                          {"w_gbs", gbs}, {"speedup_vs_openblas_sleep", base / s}});
   }
   if (!out.empty()) {
-    std::ofstream f(out);
-    f << j.dump(2) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "cannot write %s\n", out.c_str());
+    std::ofstream json(out + ".json"), md(out + ".md");
+    json << j.dump(2) << "\n";
+    md << "# decode_gemv_bench\n\n```\n" << g_report << "```\n";
+    if (!json || !md) {
+      std::fprintf(stderr, "cannot write %s.{json,md}\n", out.c_str());
       return 1;
     }
   }
