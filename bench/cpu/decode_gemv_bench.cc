@@ -124,8 +124,8 @@ int main(int argc, char** argv) {
       mats.push_back(std::move(m));
     }
   }
-  constexpr int64_t kMaxM = kiln::kernels::cpu::kSmallM;
-  std::vector<float> x(static_cast<size_t>(kMaxM * 2048)), y(static_cast<size_t>(kMaxM * 2048));
+  constexpr int64_t kMaxM = kiln::kernels::cpu::kSmallM, kBatch = 32;
+  std::vector<float> x(static_cast<size_t>(kBatch * 2048)), y(static_cast<size_t>(kBatch * 2048));
   for (float& v : x) v = u(rng) * 50;
 
   ParallelRunner sleepy(threads, 0), spinning(threads);
@@ -180,6 +180,9 @@ int main(int argc, char** argv) {
     // bf16 weights halve the bytes: the ratio shows what a bf16 checkpoint gains.
     rows.push_back({"smallm/spin", m, DType::kBF16, [&, m] { smallm_step(spinning, m, DType::kBF16); }, {}});
   }
+  // Batch-32 decode: compute-bound, so its figure is GFLOP/s (in the JSON and the last column).
+  rows.push_back({"openblas/sleep", kBatch, DType::kF32, [&] { openblas_step(sleepy, kBatch); }, {}});
+  rows.push_back({"openblas/spin", kBatch, DType::kF32, [&] { openblas_step(spinning, kBatch); }, {}});
   std::vector<double> read_s, trip_sleep, trip_spin;
   volatile int sink = 0;
   auto round_trip = [&](ParallelRunner& r) {
@@ -205,12 +208,12 @@ int main(int argc, char** argv) {
   j["read_bandwidth_gbs"] = read_gbs;
   j["for_round_trip_us"] = {{"sleep", Median(trip_sleep) * 1e6}, {"spin", Median(trip_spin) * 1e6}};
   Report("decode_gemv_bench: %d threads, %d rounds x %d reps, load %.2f -> %.2f\n", threads,
-              rounds, reps, load0, load1);
+         rounds, reps, load0, load1);
   Report("read bandwidth (2-thread stream of 400 MB): %.1f GB/s\n", read_gbs);
-  Report("For() round trip: %.2f us sleeping, %.2f us spinning\n\n",
-              Median(trip_sleep) * 1e6, Median(trip_spin) * 1e6);
-  Report("| kernel | m | W dtype | ms per step | W GB/s | %% of read bw | vs openblas/sleep |\n");
-  Report("|---|---|---|---|---|---|---|\n");
+  Report("For() round trip: %.2f us sleeping, %.2f us spinning\n\n", Median(trip_sleep) * 1e6,
+         Median(trip_spin) * 1e6);
+  Report("| kernel | m | W dtype | ms per step | W GB/s | %% of read bw | vs openblas/sleep | GFLOP/s |\n");
+  Report("|---|---|---|---|---|---|---|---|\n");
   double base = 0;
   for (const Row& r : rows) {
     const double s = Median(r.s);
@@ -218,10 +221,12 @@ int main(int argc, char** argv) {
     const double bytes = bytes_f32 * (r.dt == DType::kF32 ? 1.0 : 0.5);
     const double gbs = bytes / s / 1e9;
     const char* dt = r.dt == DType::kF32 ? "f32" : "bf16";
-    Report("| %s | %lld | %s | %.2f | %.1f | %.0f%% | %.2fx |\n", r.name.c_str(),
-                static_cast<long long>(r.m), dt, s * 1e3, gbs, 100 * gbs / read_gbs, base / s);
+    const double gflops = 2.0 * static_cast<double>(r.m) * (bytes_f32 / 4) / s / 1e9;
+    Report("| %s | %lld | %s | %.2f | %.1f | %.0f%% | %.2fx | %.1f |\n", r.name.c_str(),
+           static_cast<long long>(r.m), dt, s * 1e3, gbs, 100 * gbs / read_gbs, base / s, gflops);
     j["rows"].push_back({{"kernel", r.name}, {"m", r.m}, {"dtype", dt}, {"ms_per_step", s * 1e3},
-                         {"w_gbs", gbs}, {"speedup_vs_openblas_sleep", base / s}});
+                         {"w_gbs", gbs}, {"speedup_vs_openblas_sleep", base / s},
+                         {"gflops", gflops}});
   }
   if (!out.empty()) {
     std::ofstream json(out + ".json"), md(out + ".md");
