@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <string>
+#include <vector>
 #include <unistd.h>
 
 #include "engine/adapter/target_match.h"
@@ -47,9 +49,41 @@ std::string ShowBase(std::string_view name) {
   return QuoteForMessage(name);
 }
 
-std::string_view TrimSlash(std::string_view s) {
-  while (s.size() > 1 && s.back() == '/') s.remove_suffix(1);
-  return s;
+// The path components of a model reference ("org/name", a directory name, an absolute path
+// from the training machine), with a hub-cache snapshot path
+// (".../models--org--name/snapshots/<revision>") read as its repo id "org/name".
+std::vector<std::string> Split(std::string_view s, std::string_view sep) {
+  std::vector<std::string> out;
+  for (size_t start = 0;;) {
+    const size_t end = s.find(sep, start);
+    out.emplace_back(s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) return out;
+    start = end + sep.size();
+  }
+}
+
+std::vector<std::string> ModelRefComponents(std::string_view ref) {
+  std::vector<std::string> parts = Split(ref, "/");
+  std::erase_if(parts, [](const std::string& p) { return p.empty() || p == "."; });
+  constexpr std::string_view kHubRepo = "models--";
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    // .../models--org--name/snapshots[/<revision>]: nothing may follow the revision.
+    if (parts[i].starts_with(kHubRepo) && parts[i + 1] == "snapshots" && i + 3 >= parts.size()) {
+      return Split(std::string_view(parts[i]).substr(kHubRepo.size()), "--");
+    }
+  }
+  return parts;
+}
+
+// Whether the adapter's base names the served model: their trailing path components agree
+// over the shorter one's length. So "/home/me/models/llama" (trained from a local copy)
+// matches the served "llama", and "meta-llama/Llama-2-7b-hf" matches a directory served as
+// "Llama-2-7b-hf"; "mistral" never matches "llama".
+bool BaseNamesServedModel(std::string_view base, std::string_view served) {
+  const std::vector<std::string> a = ModelRefComponents(base), b = ModelRefComponents(served);
+  if (a.empty() || b.empty()) return a.empty() && b.empty();
+  const size_t n = std::min(a.size(), b.size());
+  return std::equal(a.end() - static_cast<std::ptrdiff_t>(n), a.end(), b.end() - static_cast<std::ptrdiff_t>(n));
 }
 
 absl::Status CheckTensor(const TensorInfo& t, const std::vector<int64_t>& want) {
@@ -179,7 +213,7 @@ absl::Status CheckBaseModelName(const LoraConfig& config, const AdapterLoadOptio
   if (o.expected_base.empty() || !config.base_model_name_or_path.has_value() || o.allow_base_mismatch) {
     return absl::OkStatus();
   }
-  if (TrimSlash(*config.base_model_name_or_path) == TrimSlash(o.expected_base)) return absl::OkStatus();
+  if (BaseNamesServedModel(*config.base_model_name_or_path, o.expected_base)) return absl::OkStatus();
   return absl::InvalidArgumentError(Cat(kAdapterConfigFile, ": base_model_name_or_path ",
                                         ShowBase(*config.base_model_name_or_path), " does not match the base model ",
                                         QuoteForMessage(o.expected_base),

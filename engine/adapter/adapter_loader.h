@@ -17,9 +17,12 @@
 // forward orientation [out, in].
 //
 // Validation (all before the weights are read; every message names the tensor or field):
-//  - base_model_name_or_path vs options.expected_base (when both are set; trailing '/'
-//    ignored): a mismatch is INVALID_ARGUMENT unless options.allow_base_mismatch (the
-//    request's override). Absolute paths in the config are shown by their last component.
+//  - base_model_name_or_path vs options.expected_base (when both are set): they match when
+//    their trailing path components agree over the shorter one's length, a hub-cache
+//    snapshot path counting as its repo id ("/home/me/llama" matches "llama",
+//    ".../models--org--m/snapshots/<rev>" matches "org/m" and "m"). A mismatch is
+//    INVALID_ARGUMENT unless options.allow_base_mismatch (the request's override). Absolute
+//    paths in the config are shown by their last component.
 //  - adapter_model.safetensors must exist inside the containment root; an adapter that only
 //    has adapter_model.bin (pickle) is INVALID_ARGUMENT and the pickle is never opened.
 //  - every tensor maps to a module the config targets, with dtype F32/F16/BF16 and shapes

@@ -133,6 +133,46 @@ TEST(AdapterLoaderTest, BaseModelNameMismatchUnlessOverridden) {
   EXPECT_THAT(s.message(), ::testing::Not(HasSubstr("/home/someone")));
 }
 
+// PEFT writes whatever path the base was loaded from: a training machine's local copy, a hub
+// id, or a hub-cache snapshot. Each names the served model when its trailing components agree.
+TEST(AdapterLoaderTest, BaseModelNameMatchesByTrailingPathComponents) {
+  const std::vector<std::pair<std::string, std::string>> match = {
+      {"/home/someone/models/llama_tiny", "llama_tiny"},
+      {"/home/someone/models/llama_tiny/", "llama_tiny"},
+      {"./llama_tiny", "llama_tiny"},
+      {"meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"},
+      {"meta-llama/Llama-2-7b-hf", "Llama-2-7b-hf"},
+      {"Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"},
+      {"/data/meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"},
+      {"/root/.cache/huggingface/hub/models--meta-llama--Llama-2-7b-hf/snapshots/0123abc",
+       "meta-llama/Llama-2-7b-hf"},
+      {"/root/.cache/huggingface/hub/models--meta-llama--Llama-2-7b-hf/snapshots/0123abc/",
+       "Llama-2-7b-hf"},
+  };
+  const std::vector<std::pair<std::string, std::string>> mismatch = {
+      {"/home/someone/models/llama_tiny", "mistral_tiny"},
+      {"mistralai/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"},
+      {"/data/other/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"},
+      {"/root/.cache/huggingface/hub/models--meta-llama--Llama-2-13b-hf/snapshots/0123abc",
+       "meta-llama/Llama-2-7b-hf"},
+      {"llama_tiny_v2", "llama_tiny"},
+      {"/", "llama_tiny"},
+  };
+  AdapterLoadOptions options;
+  LoraConfig c;
+  for (const auto& [base, served] : match) {
+    c.base_model_name_or_path = base;
+    options.expected_base = served;
+    EXPECT_TRUE(CheckBaseModelName(c, options).ok()) << base << " vs " << served;
+  }
+  for (const auto& [base, served] : mismatch) {
+    c.base_model_name_or_path = base;
+    options.expected_base = served;
+    const absl::Status s = CheckBaseModelName(c, options);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << base << " vs " << served;
+  }
+}
+
 // ---- crafted adapters --------------------------------------------------------------------
 
 struct Tensor {
