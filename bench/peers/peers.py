@@ -74,8 +74,36 @@ def make_model(out, max_positions=4608, seed=0):
             "max_position_embeddings": max_positions, **MODEL_SHAPE}
 
 
-def hf_generate(model_dir, prompt_len, output_len, batch, cache, repeats, threads, seed=1):
-    """Times model.generate; returns end-to-end and decode-only output tokens/s."""
+ADAPTER_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def make_adapters(model_dir, out_root, count, rank=16, seed=100):
+    """Random PEFT LoRA adapters (rank `rank` on every linear of every layer) saved with
+    save_pretrained as lora0..lora<count-1> under out_root; returns their names."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    names = []
+    for i in range(count):
+        base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=ADAPTER_TARGETS,
+                         lora_dropout=0.0, task_type="CAUSAL_LM")
+        model = get_peft_model(base, cfg)
+        torch.manual_seed(seed + i)
+        with torch.no_grad():  # PEFT initializes B to zero, which would be a no-op adapter
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0.0, 0.02)
+        names.append(f"lora{i}")
+        model.save_pretrained(os.path.join(out_root, names[-1]))
+    return names
+
+
+def hf_generate(model_dir, prompt_len, output_len, batch, cache, repeats, threads, seed=1,
+                adapter_root="", adapters=()):
+    """Times model.generate; returns end-to-end and decode-only output tokens/s. With
+    adapters, the model is a PeftModel holding all of them and the batch's rows name them in
+    turn (peft's mixed-adapter batches, `adapter_names`)."""
     import torch
     from transformers import AutoModelForCausalLM
     torch.set_num_threads(threads)
@@ -87,6 +115,13 @@ def hf_generate(model_dir, prompt_len, output_len, batch, cache, repeats, thread
     kwargs = dict(do_sample=False, pad_token_id=0, eos_token_id=None)
     if cache == "static":
         kwargs["cache_implementation"] = "static"
+    if adapters:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, os.path.join(adapter_root, adapters[0]),
+                                          adapter_name=adapters[0]).eval()
+        for name in adapters[1:]:
+            model.load_adapter(os.path.join(adapter_root, name), adapter_name=name)
+        kwargs["adapter_names"] = [adapters[i % len(adapters)] for i in range(batch)]
 
     def run(n):
         t = time.perf_counter()
@@ -101,7 +136,8 @@ def hf_generate(model_dir, prompt_len, output_len, batch, cache, repeats, thread
     ttft = min(run(1) for _ in range(repeats))
     full = min(run(output_len) for _ in range(repeats))
     decode_s = max(full - ttft, 1e-9)
-    return {"engine": f"transformers-{cache}", "batch": batch, "prompt_len": prompt_len,
+    engine = f"peft-{cache}" if adapters else f"transformers-{cache}"
+    return {"engine": engine, "batch": batch, "prompt_len": prompt_len, "adapters": len(adapters),
             "output_len": output_len, "threads": threads, "repeats": repeats,
             "ttft_s": ttft, "total_s": full,
             "output_tok_s": batch * output_len / full,
@@ -158,18 +194,31 @@ def loadgen(binary, port, name, label, extra, vocab_size=507):
     return report
 
 
-def kiln_workload(kilnd, lg, model_root, name, prompt_len, output_len, batch, threads):
-    server = Kilnd(kilnd, ["--metrics_listen=", f"--model_roots={model_root}",
-                           f"--preload={name}", f"--num_compute_threads={threads}"])
+def kiln_workload(kilnd, lg, model_root, name, prompt_len, output_len, batch, threads,
+                  adapter_root="", adapters=()):
+    """With adapters, requests name them with equal weights (the loadgen's --adapters mix);
+    the loadgen's warm-up requests attach them before the measured window."""
+    flags = ["--metrics_listen=", f"--model_roots={model_root}", f"--preload={name}",
+             f"--num_compute_threads={threads}"]
+    extra = []
+    if adapters:
+        flags.append(f"--adapter_roots={adapter_root}")
+        extra = ["--adapters=" + ",".join(f"{a}=1" for a in adapters)]
+    server = Kilnd(kilnd, flags)
     try:
         rep = loadgen(lg, server.port, name, f"kiln c={batch}",
                       [f"--concurrency={batch}", f"--num_requests={batch * (2 if batch == 1 else 1)}",
                        f"--prompt_len={prompt_len}", f"--output_len={output_len}",
-                       "--warmup=1", "--duration_s=0", "--grace_s=900", "--timeout_s=900",
-                       f"--server_pid={server.pid}"])
+                       f"--warmup={max(1, len(adapters))}", "--duration_s=0", "--grace_s=900",
+                       "--timeout_s=900", f"--server_pid={server.pid}", *extra])
     finally:
         server.stop()
-    return {"engine": "kiln", "batch": batch, "prompt_len": prompt_len, "output_len": output_len,
+    engine = "kiln+lora" if adapters else "kiln"
+    if rep["errors"]:  # a failed request is a failed point, never a throughput figure
+        return {"engine": engine, "batch": batch, "error": f"kiln errors {rep['errors']}",
+                "loadgen": rep}
+    return {"engine": engine, "batch": batch,
+            "prompt_len": prompt_len, "output_len": output_len, "adapters": len(adapters),
             "output_tok_s": rep["output_throughput"],
             "decode_tok_s": batch * 1000.0 / rep["tpot_ms"]["mean"] if rep["tpot_ms"]["mean"] else 0,
             "ttft_s": rep["ttft_ms"]["p50"] / 1000.0, "errors": rep["errors"],
@@ -193,6 +242,9 @@ def main():
     ap.add_argument("--cache", default="dynamic", choices=["dynamic", "static"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--adapters", type=int, default=4,
+                    help="LoRA adapters mixed in the batched adapter point (0: no adapter points)")
+    ap.add_argument("--adapter_rank", type=int, default=16)
     ap.add_argument("--kilnd", default="")
     ap.add_argument("--loadgen", default="")
     ap.add_argument("--results", default=os.path.join(REPO, "bench/results"))
@@ -223,6 +275,21 @@ def main():
             except Exception as e:  # a peer failing is a result, not a crash of the run
                 rows.append({"engine": f"transformers-{cache}", "batch": batch,
                              "error": repr(e)[:300]})
+    # LoRA: kiln serving PEFT adapters against peft on the same base, batch 1 with one adapter
+    # and the batched point with --adapters distinct adapters mixed in every batch.
+    adapter_root = os.path.join(work, "adapters")
+    if a.adapters > 0:
+        names = make_adapters(model["dir"], adapter_root, a.adapters, a.adapter_rank)
+        for batch, out_len, used in ((1, a.output_len, names[:1]),
+                                     (a.batched, a.batched_output_len, names)):
+            rows.append(kiln_workload(a.kilnd, a.loadgen, root, "llama100m", a.prompt_len,
+                                      out_len, batch, a.threads, adapter_root, used))
+            try:
+                rows.append(hf_generate(model["dir"], a.prompt_len, out_len, batch, "dynamic",
+                                        a.repeats, a.threads, adapter_root=adapter_root,
+                                        adapters=used))
+            except Exception as e:  # a peer failing is a result, not a crash of the run
+                rows.append({"engine": "peft-dynamic", "batch": batch, "error": repr(e)[:300]})
     shutil.rmtree(work, ignore_errors=True)
 
     def get(engine, batch, key):
@@ -247,6 +314,11 @@ def main():
             max(get("transformers-dynamic", a.batched, "decode_tok_s"),
                 get("transformers-static", a.batched, "decode_tok_s"))),
     }
+    if a.adapters > 0:
+        ratios["bs1_lora_decode_kiln_over_peft"] = ratio(get("kiln+lora", 1, "decode_tok_s"),
+                                                         get("peft-dynamic", 1, "decode_tok_s"))
+        ratios[f"c{a.batched}_lora{a.adapters}_kiln_over_peft"] = ratio(
+            get("kiln+lora", a.batched, "output_tok_s"), get("peft-dynamic", a.batched, "output_tok_s"))
     targets = {"bs1_decode_kiln_over_hf_eager": 2.0,
                f"c{a.batched}_kiln_over_hf_best_batched": 5.0}
     kv = subprocess.run([a.kilnd, "--version"], capture_output=True, text=True)
@@ -256,6 +328,7 @@ def main():
     start["kilnd"] = f"{binary}: {(kv.stdout or kv.stderr).strip()}"
     result = {"benchmark": "peers", "machine": start, "load_avg_end": list(os.getloadavg()),
               "command": a.command, "model": model, "rows": rows, "ratios": ratios,
+              "adapter_rank": a.adapter_rank if a.adapters > 0 else None,
               "targets": targets,
               "llama_cpp": "skipped: Debian 12 has no llama.cpp/ggml package (apt-cache policy "
                            "llama.cpp: no candidate)"}
@@ -272,13 +345,18 @@ def peers_markdown(r, batched):
              f"- kilnd binary: {m.get('kilnd', '?')}",
              f"- model: Llama-shaped, {r['model']['parameters'] / 1e6:.1f}M parameters, fp32, "
              f"random weights, vocab {r['model']['vocab_size']}", "",
-             "| engine | batch | prompt→out | output tok/s (e2e) | decode tok/s | TTFT s | load avg |",
-             "|---|---|---|---|---|---|---|"]
+             *([f"- LoRA rows: random PEFT adapters of rank {r['adapter_rank']} on q/k/v/o and "
+                "the MLP of every layer; batch 1 uses one adapter, the batched point mixes all of "
+                "them in every batch (kiln: the loadgen's equal-weight mix; peft: "
+                "`adapter_names`, rows in turn)"] if r.get("adapter_rank") else []), "",
+             "| engine | batch | adapters | prompt→out | output tok/s (e2e) | decode tok/s | TTFT s | load avg |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         if "error" in row:
-            lines.append(f"| {row['engine']} | {row['batch']} | – | error: {row['error']} | | | |")
+            lines.append(f"| {row['engine']} | {row['batch']} | | – | error: {row['error']} | | | |")
             continue
-        lines.append(f"| {row['engine']} | {row['batch']} | {row['prompt_len']}→{row['output_len']} "
+        lines.append(f"| {row['engine']} | {row['batch']} | {row.get('adapters', 0)} "
+                     f"| {row['prompt_len']}→{row['output_len']} "
                      f"| {row['output_tok_s']:.1f} | {row['decode_tok_s']:.1f} | "
                      f"{row['ttft_s']:.3f} | {row['load_avg']:.2f} |")
     lines += ["", "| ratio | value | target |", "|---|---|---|"]
