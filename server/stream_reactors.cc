@@ -106,7 +106,11 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
-      if (!ok && !finish_called_) {  // the client is gone; OnCancel follows or came already
+      // !ok: the client is gone, and OnCancel follows or came already. cancelled_: OnCancel
+      // came while this write was in flight and left the finish to us, but the write had
+      // already reached the client, so gRPC reports it ok. Either way finish now: Pump would
+      // wait for the engine to end the cancelled stream, which it need not do promptly.
+      if ((!ok || cancelled_) && !finish_called_) {
         finish = CancelStatus();
         if (aborted_in_write_) {  // we cancelled: record why the engine gave up
           typename engine::EventStream<Event>::Batch batch = stream_->Drain();
@@ -128,7 +132,8 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
-      if (finish_called_ || write_in_flight_) return;  // OnWriteDone(false) will finish
+      cancelled_ = true;
+      if (finish_called_ || write_in_flight_) return;  // OnWriteDone will finish
       finish = CancelStatus();
       MarkFinishLocked(*finish);
     }
@@ -213,6 +218,7 @@ class StreamReactor : public grpc::ServerWriteReactor<Wire> {
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   bool aborted_in_write_ ABSL_GUARDED_BY(mu_) = false;  // OnEngineAbort cancelled a write
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;         // OnCancel ran
   std::deque<Response> pending_ ABSL_GUARDED_BY(mu_);
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
   Response current_;              // the message being written; touched only while no write

@@ -250,6 +250,33 @@ TEST_F(ServiceTest, ClientCancellationCancelsTheEngineStream) {
   call->stream->Finish(absl::CancelledError("cancelled"));
 }
 
+// A cancel that arrives while the server's write of a message the client has already read is
+// still "in flight" on the server: gRPC may then report that write as successful
+// (OnWriteDone(true)) after OnCancel. The reactor must finish on its own, without waiting for
+// the engine to end the stream. Repeated, because which of the two lands first is a race;
+// CI once saw the reactor wait here for the engine.
+TEST_F(ServiceTest, CancelRacingAWriteAlwaysFinishesWithoutTheEngine) {
+  constexpr size_t kRounds = 200;
+  for (size_t i = 0; i < kRounds; ++i) {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, TextRequest());
+    auto call = engine_->WaitForGenerate(i);
+    ASSERT_TRUE(call.has_value()) << "round " << i;
+    call->stream->Push(Chunk("a", {1}));
+    v1::GenerateResponse response;
+    ASSERT_TRUE(reader->Read(&response)) << "round " << i;
+    ctx.TryCancel();
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED) << "round " << i;
+    ASSERT_TRUE(Idle()) << "round " << i << ": the reactor waited for the engine";
+    EXPECT_TRUE(call->stream->cancelled()) << "round " << i;
+    call->stream->Finish(absl::CancelledError("cancelled"));
+  }
+  EXPECT_EQ(Metric(absl::StrCat(R"(kiln_rpc_requests_total{code="CANCELLED",method="Generate"} )", kRounds)),
+            absl::StrCat(R"(kiln_rpc_requests_total{code="CANCELLED",method="Generate"} )", kRounds));
+}
+
 TEST_F(ServiceTest, DeadlineIsPropagatedToTheEngine) {
   grpc::ClientContext ctx;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
