@@ -7,13 +7,16 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 #include <unistd.h>
 
+#include "absl/strings/str_split.h"
 #include "engine/adapter/target_match.h"
 #include "engine/common/status_macros.h"
 #include "engine/io/json_util.h"
+#include "engine/io/model_store.h"
 #include "engine/io/path_util.h"
 #include "engine/io/str_cat.h"
 #include "kernels/dtype.h"
@@ -52,24 +55,14 @@ std::string ShowBase(std::string_view name) {
 // The path components of a model reference ("org/name", a directory name, an absolute path
 // from the training machine), with a hub-cache snapshot path
 // (".../models--org--name/snapshots/<revision>") read as its repo id "org/name".
-std::vector<std::string> Split(std::string_view s, std::string_view sep) {
-  std::vector<std::string> out;
-  for (size_t start = 0;;) {
-    const size_t end = s.find(sep, start);
-    out.emplace_back(s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) return out;
-    start = end + sep.size();
-  }
-}
-
 std::vector<std::string> ModelRefComponents(std::string_view ref) {
-  std::vector<std::string> parts = Split(ref, "/");
-  std::erase_if(parts, [](const std::string& p) { return p.empty() || p == "."; });
-  constexpr std::string_view kHubRepo = "models--";
+  std::vector<std::string> parts = absl::StrSplit(std::string(ref), '/', absl::SkipEmpty());
+  std::erase(parts, ".");
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     // .../models--org--name/snapshots[/<revision>]: nothing may follow the revision.
-    if (parts[i].starts_with(kHubRepo) && parts[i + 1] == "snapshots" && i + 3 >= parts.size()) {
-      return Split(std::string_view(parts[i]).substr(kHubRepo.size()), "--");
+    if (parts[i + 1] != "snapshots" || i + 3 < parts.size()) continue;
+    if (std::optional<std::string> id = HubRepoIdFromFolder(parts[i]); id.has_value()) {
+      return absl::StrSplit(*id, '/');
     }
   }
   return parts;

@@ -135,18 +135,34 @@ absl::StatusOr<ResolvedModel> ModelStore::Resolve(std::string_view name,
                                  " not found in the ", what_, " roots or the hub cache"));
 }
 
+namespace {
+constexpr std::string_view kHubRepoPrefix = "models--";
+}  // namespace
+
+std::string HubRepoFolder(std::string_view repo_id) {
+  if (const size_t slash = repo_id.find('/'); slash != std::string_view::npos) {
+    return Cat(kHubRepoPrefix, repo_id.substr(0, slash), "--", repo_id.substr(slash + 1));
+  }
+  return Cat(kHubRepoPrefix, repo_id);
+}
+
+std::optional<std::string> HubRepoIdFromFolder(std::string_view folder) {
+  if (!folder.starts_with(kHubRepoPrefix)) return std::nullopt;
+  const std::string_view id = folder.substr(kHubRepoPrefix.size());
+  // Repo names cannot contain "--" (ValidateModelName), so the first one separates the org.
+  if (const size_t sep = id.find("--"); sep != std::string_view::npos) {
+    return Cat(id.substr(0, sep), "/", id.substr(sep + 2));
+  }
+  return std::string(id);
+}
+
 absl::StatusOr<ResolvedModel> ModelStore::ResolveHub(std::string_view name,
                                                      std::string_view revision) const {
   const std::string rev = revision.empty() ? "main" : std::string(revision);
   if (absl::Status s = CheckComponents(rev, "revision", 3); !s.ok()) return s;
   absl::StatusOr<std::string> cache_real = RealPath(hub_cache_);
   if (!cache_real.ok()) return absl::NotFoundError("no hub cache");
-  // models--<name> or models--<org>--<name>.
-  std::string folder = Cat("models--", name);
-  if (const size_t slash = name.find('/'); slash != std::string_view::npos) {
-    folder = Cat("models--", name.substr(0, slash), "--", name.substr(slash + 1));
-  }
-  absl::StatusOr<std::string> repo = RealPath(Cat(*cache_real, "/", folder));
+  absl::StatusOr<std::string> repo = RealPath(Cat(*cache_real, "/", HubRepoFolder(name)));
   if (!repo.ok()) return absl::NotFoundError("not in hub cache");
   if (!IsWithin(*repo, *cache_real) || !IsDir(*repo)) {
     return absl::InvalidArgumentError(

@@ -21,6 +21,7 @@
 // the message names the model, never a path outside the roots).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,12 @@ struct ResolvedModel {
 // INVALID_ARGUMENT unless `name` follows the naming rules above. `what` is "model" or
 // "adapter" (used in messages).
 absl::Status ValidateModelName(std::string_view name, std::string_view what = "model");
+
+// The hub cache's folder for a repo id and back: "org/name" <-> "models--org--name",
+// "name" <-> "models--name". HubRepoIdFromFolder is nullopt for a folder without the
+// "models--" prefix.
+std::string HubRepoFolder(std::string_view repo_id);
+std::optional<std::string> HubRepoIdFromFolder(std::string_view folder);
 
 class ModelStore {
  public:

@@ -202,5 +202,15 @@ TEST(ModelStoreTest, DefaultHubCacheFollowsHuggingFaceEnv) {
   }
 }
 
+TEST(ModelStoreTest, HubRepoFolderRoundTrips) {
+  EXPECT_EQ(HubRepoFolder("meta-llama/Llama-2-7b-hf"), "models--meta-llama--Llama-2-7b-hf");
+  EXPECT_EQ(HubRepoFolder("gpt2"), "models--gpt2");
+  for (const char* id : {"meta-llama/Llama-2-7b-hf", "gpt2", "org/a.b_c-d"}) {
+    EXPECT_EQ(HubRepoIdFromFolder(HubRepoFolder(id)), id);
+  }
+  EXPECT_EQ(HubRepoIdFromFolder("datasets--org--x"), std::nullopt);
+  EXPECT_EQ(HubRepoIdFromFolder("llama_tiny"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace kiln::engine
