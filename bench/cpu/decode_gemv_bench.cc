@@ -21,11 +21,13 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <utility>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench/loadgen/report.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/dtype.h"
@@ -47,10 +49,7 @@ double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+double Median(std::vector<double> v) { return kiln::bench::Percentile(std::move(v), 50); }
 
 // The report: printed, and kept for PREFIX.md.
 std::string g_report;
@@ -60,15 +59,6 @@ void Report(const char* fmt, Args... args) {
   std::snprintf(line, sizeof line, fmt, args...);
   std::fputs(line, stdout);
   g_report += line;
-}
-
-double LoadAverage() {
-  double l = 0;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &l) != 1) l = 0;
-    std::fclose(f);
-  }
-  return l;
 }
 
 // Seconds per call of fn, best kept honest by running it `reps` times after one warm-up.
@@ -189,14 +179,14 @@ int main(int argc, char** argv) {
     return TimePerCall(2000, [&] { r.For(128, 64, [&](int64_t, int64_t, int) { sink = sink + 1; }); });
   };
 
-  const double load0 = LoadAverage();
+  const double load0 = kiln::bench::ReadLoadAverage();
   for (int round = 0; round < rounds; ++round) {
     read_s.push_back(TimePerCall(3, read_all));
     trip_sleep.push_back(round_trip(sleepy));
     trip_spin.push_back(round_trip(spinning));
     for (Row& r : rows) r.s.push_back(TimePerCall(reps, r.fn));
   }
-  const double load1 = LoadAverage();
+  const double load1 = kiln::bench::ReadLoadAverage();
 
   const double read_gbs = 4.0 * static_cast<double>(big.size()) / Median(read_s) / 1e9;
   nlohmann::json j;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,13 @@
 #include "absl/strings/str_join.h"
 
 namespace kiln::bench {
+
+double ReadLoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  double one = -1;
+  if (!(in >> one)) return -1;
+  return one;
+}
 
 double Percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;

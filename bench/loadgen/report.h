@@ -20,6 +20,9 @@
 
 namespace kiln::bench {
 
+// 1-minute load average from /proc/loadavg (-1 when unreadable).
+double ReadLoadAverage();
+
 // Linear interpolation between closest ranks (numpy.percentile's default). `p` in [0, 100].
 // 0 for an empty input. `values` need not be sorted.
 double Percentile(std::vector<double> values, double p);

@@ -243,13 +243,6 @@ void Call::OnDone(const grpc::Status& status) {
 
 }  // namespace
 
-double ReadLoadAverage() {
-  std::ifstream in("/proc/loadavg");
-  double one = -1;
-  if (!(in >> one)) return -1;
-  return one;
-}
-
 namespace {
 
 // utime + stime (clock ticks) and comm of a /proc stat file.

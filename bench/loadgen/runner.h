@@ -21,9 +21,6 @@ namespace kiln::bench {
 
 absl::StatusOr<Report> RunLoad(const LoadgenOptions& options);
 
-// 1-minute load average from /proc/loadavg (-1 when unreadable).
-double ReadLoadAverage();
-
 // CPU seconds (user + system) of process `pid`: all threads, and those whose comm starts
 // with `exclude_prefix` (empty = none). NOT_FOUND when /proc/<pid> is unreadable.
 absl::StatusOr<ServerCpu> ReadProcessCpu(int64_t pid, const std::string& exclude_prefix);
